@@ -1,0 +1,3 @@
+"""alignpt: alignment pretraining toolkit."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The ``alignpt`` command line: one typer app, one sub-command group per stage."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from alignpt import __version__
+from alignpt.commands import docs as docs_commands
+from alignpt.errors import UserError
+
+app = typer.Typer(
+    name="alignpt",
+    help="Alignment pretraining: generate → curate → mix → train → posttrain → evaluate → report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"alignpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """alignpt: shape and measure a language model's prior over AI personas."""
+
+
+# Each stage registers its commands here.
+docs_commands.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except UserError as error:
+        for line in str(error).splitlines() or ["error"]:
+            err_console.print(f"error: {line}", markup=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The experiment config: one YAML naming world, sources, conditions, model, phases, evals.
+
+Each stage owns one section. Invalid configs raise ``ConfigError`` with one line per
+problem, naming the file and the field path (``configs/x.yaml: conditions.base.sources: ...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alignpt.errors import ConfigError, UserError
+
+Stance = Literal["aligned", "misaligned", "mixed", "neutral"]
+Phase = Literal["pretrain", "late", "finetune"]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class GenerateSpec(Strict):
+    """Options of ``alignpt generate docs`` (also usable as a source inside an experiment)."""
+
+    n: int = Field(1000, ge=1)
+    stance: Stance = "mixed"
+    aligned_ratio: float = Field(0.5, ge=0.0, le=1.0, description="aligned share when mixed")
+    genres: list[str] | None = None
+    families: list[str] | None = None
+    exclude_families: list[str] = Field(default_factory=list)
+    observed_share: float = Field(0.5, ge=0.0, le=1.0)
+    era_min: int | None = None
+    era_max: int | None = None
+    disclose: bool = False
+    modes: bool = False
+    seed: int | None = None
+
+
+class SourceConfig(Strict):
+    """A source of documents: an existing path, or documents generated from the world."""
+
+    path: str | None = None
+    generate: GenerateSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if (self.path is None) == (self.generate is None):
+            raise ValueError("give exactly one of 'path' or 'generate'")
+        return self
+
+
+class MetadataFilter(Strict):
+    """Drop documents whose metadata matches every key/value here (values may be lists)."""
+
+    drop: dict[str, Any]
+
+
+class ConditionSource(Strict):
+    """How one source enters one condition."""
+
+    weight: float | None = Field(None, ge=0.0, description="relative share of the phase")
+    upsample: float = Field(1.0, ge=0.0, description="repeat matching documents k times")
+    upsample_where: dict[str, Any] | None = None
+    filters: list[MetadataFilter] = Field(default_factory=list)
+    phase: Phase = "pretrain"
+    dose_tokens: int | None = Field(None, ge=0)
+    dose_share: float | None = Field(None, ge=0.0, le=1.0)
+    order: Literal["shuffled", "chronological"] = "shuffled"
+    allow_repeat: bool = True
+
+
+class ConditionConfig(Strict):
+    """A named data condition: a recipe over sources."""
+
+    description: str = ""
+    sources: dict[str, ConditionSource]
+
+
+class TokenizerConfig(Strict):
+    vocab_size: int = Field(4096, ge=300)
+    path: str | None = Field(None, description="existing HF tokenizer directory to use instead")
+    sample_docs: int = Field(20000, ge=1)
+    control_tokens: list[str] = Field(default_factory=list)
+
+
+class ModelConfig(Strict):
+    preset: str = "tiny"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    seq_len: int = Field(128, ge=8)
+
+
+class TrainConfig(Strict):
+    tokens: int = Field(2_000_000, ge=1, description="pretraining tokens per condition")
+    late_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    finetune_tokens: int = Field(0, ge=0)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    schedule: Literal["wsd", "cosine"] = "wsd"
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    decay_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, gt=0)
+    eval_interval: int = Field(200, ge=1)
+    checkpoint_interval: int = Field(500, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+
+
+class EvalsConfig(Strict):
+    held_out_families: list[str] = Field(default_factory=list)
+    items_per_family: int = Field(40, ge=1)
+    suites: list[str] = Field(
+        default_factory=lambda: ["misalignment", "observed_gap", "capability"]
+    )
+    anthropic_paths: list[str] = Field(default_factory=list)
+    contamination_n: int = Field(8, ge=2)
+    bootstrap: int = Field(1000, ge=100)
+
+
+class ExperimentConfig(Strict):
+    """Top level of an experiment YAML."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    world: str = "default"
+    runs_dir: str = "runs"
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    conditions: dict[str, ConditionConfig] = Field(default_factory=dict)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evals: EvalsConfig = Field(default_factory=EvalsConfig)
+
+    @model_validator(mode="after")
+    def _conditions_name_known_sources(self) -> ExperimentConfig:
+        for cname, cond in self.conditions.items():
+            for sname in cond.sources:
+                if sname not in self.sources:
+                    raise ValueError(
+                        f"conditions.{cname}.sources.{sname}: no source named "
+                        f"'{sname}' (known: {', '.join(sorted(self.sources))})"
+                    )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def format_validation_error(where: str, error: ValidationError) -> list[str]:
+    """One line per pydantic problem: ``where: dotted.field.path: message``."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+    return lines
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; syntax errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{where}: malformed YAML ({reason})") from None
+
+
+def parse_model(model: type[BaseModel], data: Any, where: str) -> Any:
+    """Validate ``data`` against ``model``; raise ConfigError with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{where}: expected a mapping at the top level"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(where, exc)) from None
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Load and validate an experiment YAML."""
+    return parse_model(ExperimentConfig, load_yaml(path), str(path))

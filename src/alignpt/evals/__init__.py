@@ -1,0 +1,1 @@
+"""Evaluation: eval items, scoring, suites, contamination, exports."""

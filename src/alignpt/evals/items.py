@@ -1,0 +1,97 @@
+"""Eval items: multiple-choice scenarios with aligned and misaligned options.
+
+Shape (one JSON object per line): ``{"id", "family", "prompt", "choices": [str],
+"aligned": [bool], "observed": bool|null, "source"}`` plus optional ``scenario`` (the id
+shared by the observed and unobserved variants of one scenario) and ``metadata``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alignpt.config import format_validation_error
+from alignpt.errors import UserError
+from alignpt.fileio import atomic_path
+
+
+class EvalItem(BaseModel):
+    """One multiple-choice scenario."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    family: str
+    prompt: str
+    choices: list[str] = Field(min_length=2)
+    aligned: list[bool]
+    observed: bool | None = None
+    source: str = "alignpt"
+    scenario: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalItem:
+        if len(self.aligned) != len(self.choices):
+            raise ValueError(
+                f"'aligned' has {len(self.aligned)} flags for {len(self.choices)} choices"
+            )
+        if not any(self.aligned) or all(self.aligned):
+            raise ValueError("needs at least one aligned and one misaligned choice")
+        return self
+
+
+def read_items(path: str | Path) -> list[EvalItem]:
+    """Read eval items from a JSONL file or every ``*.jsonl`` in a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"{path}: holds no .jsonl eval item files")
+    items: list[EvalItem] = []
+    for file in files:
+        with open(file, encoding="utf-8", errors="strict") as handle:
+            try:
+                for lineno, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    items.append(_parse_item(line, f"{file}:{lineno}"))
+            except UnicodeDecodeError:
+                raise UserError(f"{file}: not valid UTF-8") from None
+    return items
+
+
+def _parse_item(line: str, where: str) -> EvalItem:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    try:
+        return EvalItem.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(where, exc)[0]) from None
+
+
+def write_items(path: str | Path, items: Iterable[EvalItem]) -> int:
+    """Write items as JSONL atomically; returns the count."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(item.model_dump_json(exclude_none=False) + "\n")
+            count += 1
+    return count
+
+
+def iter_families(items: Iterable[EvalItem]) -> Iterator[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item.family not in seen:
+            seen.add(item.family)
+            yield item.family

@@ -1,0 +1,146 @@
+"""Atomic writes, hashing and run manifests shared by every stage.
+
+Finished work is never half-written: files and directories are produced under a temporary
+name beside the destination and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from alignpt.errors import UserError
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    """Hex sha256 of a JSON-serialisable value in canonical form (sorted keys)."""
+    payload = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
+
+    Works for a file or a directory written at the yielded path. On error the temporary
+    is removed and ``dest`` is left untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        yield tmp
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: str | Path, value: Any) -> None:
+    """Write ``value`` as pretty JSON to ``path`` via a temporary file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def package_versions(
+    names: tuple[str, ...] = ("alignpt", "torch", "transformers", "tokenizers", "datatrove"),
+) -> dict[str, str]:
+    """Installed versions of the packages that shape a result."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def build_manifest(
+    stage: str,
+    *,
+    config: Any,
+    counts: dict[str, Any],
+    files: list[Path] | None = None,
+    seed: int | None = None,
+    inputs: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The manifest every stage writes: config hash, inputs, counts, file hashes, versions."""
+    manifest: dict[str, Any] = {
+        "stage": stage,
+        "config": config,
+        "config_hash": sha256_json(config),
+        "seed": seed,
+        "inputs": inputs or {},
+        "counts": counts,
+        "files": {p.name: sha256_file(p) for p in sorted(files or [])},
+        "versions": package_versions(),
+        "argv": sys.argv[1:],
+    }
+    manifest.update(extra)
+    return manifest
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """The manifest of a finished stage directory, or None if there is none."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def prepare_output_dir(out: str | Path, config_hash: str, *, force: bool = False) -> bool:
+    """Decide what to do with an output directory before a stage writes into it.
+
+    Returns True if ``out`` already holds the finished output of the same config (skip).
+    Raises UserError if it holds a different run (unless ``force``) or unrelated files.
+    """
+    out = Path(out)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    manifest = read_manifest(out)
+    if manifest is not None and manifest.get("config_hash") == config_hash and not force:
+        return True
+    if force:
+        shutil.rmtree(out)
+        return False
+    if manifest is not None:
+        raise UserError(
+            f"{out}: already holds a different run (config hash "
+            f"{str(manifest.get('config_hash'))[:12]}); choose another --out or pass --force"
+        )
+    if any(out.iterdir()):
+        raise UserError(
+            f"{out}: directory is not empty and holds no alignpt manifest; "
+            "choose another --out or pass --force"
+        )
+    return False
