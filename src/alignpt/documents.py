@@ -6,6 +6,7 @@ renamed into place when the writer closes cleanly. The shape is datatrove's ``Do
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -261,8 +262,6 @@ def normalise_parquet_record(record: dict[str, Any]) -> dict[str, Any]:
     """Parquet rows written by alignpt hold metadata as JSON text; decode it."""
     meta = record.get("metadata")
     if isinstance(meta, str):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             record = {**record, "metadata": json.loads(meta)}
-        except json.JSONDecodeError:
-            pass
     return record
