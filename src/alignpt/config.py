@@ -55,23 +55,54 @@ class SourceConfig(Strict):
 
 
 class MetadataFilter(Strict):
-    """Drop documents whose metadata matches every key/value here (values may be lists)."""
+    """Drop documents whose metadata matches every key here.
+
+    A value may be a scalar or a list of accepted values (``stance: [misaligned, mixed]``).
+    Example: ``{drop: {ai_discourse: true, stance: misaligned}}`` removes misalignment discourse.
+    """
 
     drop: dict[str, Any]
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> MetadataFilter:
+        if not self.drop:
+            raise ValueError("'drop' needs at least one metadata key")
+        return self
+
 
 class ConditionSource(Strict):
-    """How one source enters one condition."""
+    """How one source enters one condition (see ``src/alignpt/mix/README.md``).
 
-    weight: float | None = Field(None, ge=0.0, description="relative share of the phase")
-    upsample: float = Field(1.0, ge=0.0, description="repeat matching documents k times")
-    upsample_where: dict[str, Any] | None = None
+    The share of a stream a source takes is fixed by ``dose_tokens`` (absolute tokens of the
+    phase), ``dose_share`` (fraction of the phase) or ``weight`` (relative to the other
+    weighted sources, filling what doses leave); give at most one. With none of them, every
+    unweighted source takes its natural size (tokens after filters and upsampling).
+    """
+
+    weight: float | None = Field(None, ge=0.0, description="relative share of the stream")
+    upsample: int = Field(1, ge=1, description="repeat matching documents k times")
+    upsample_where: dict[str, Any] | None = Field(
+        None, description="metadata match for upsampled documents (default: all)"
+    )
     filters: list[MetadataFilter] = Field(default_factory=list)
     phase: Phase = "pretrain"
-    dose_tokens: int | None = Field(None, ge=0)
-    dose_share: float | None = Field(None, ge=0.0, le=1.0)
+    dose_tokens: int | None = Field(None, ge=1, description="tokens of this source in the phase")
+    dose_share: float | None = Field(None, gt=0.0, le=1.0, description="share of the phase")
     order: Literal["shuffled", "chronological"] = "shuffled"
     allow_repeat: bool = True
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> ConditionSource:
+        given = [
+            name
+            for name in ("weight", "dose_tokens", "dose_share")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of weight, dose_tokens, dose_share (got {given})")
+        if self.upsample_where is not None and self.upsample == 1:
+            raise ValueError("'upsample_where' needs 'upsample' > 1")
+        return self
 
 
 class ConditionConfig(Strict):
@@ -80,11 +111,20 @@ class ConditionConfig(Strict):
     description: str = ""
     sources: dict[str, ConditionSource]
 
+    @model_validator(mode="after")
+    def _has_sources(self) -> ConditionConfig:
+        if not self.sources:
+            raise ValueError("a condition needs at least one source")
+        return self
+
 
 class TokenizerConfig(Strict):
-    vocab_size: int = Field(4096, ge=300)
+    """The experiment's shared tokenizer: trained byte-level BPE, or an existing directory."""
+
+    vocab_size: int = Field(4096, ge=300, le=1 << 20)
     path: str | None = Field(None, description="existing HF tokenizer directory to use instead")
-    sample_docs: int = Field(20000, ge=1)
+    sample_docs: int = Field(20000, ge=1, description="documents sampled to train the BPE")
+    min_frequency: int = Field(2, ge=1)
     control_tokens: list[str] = Field(default_factory=list)
 
 
