@@ -129,8 +129,12 @@ class TokenizerConfig(Strict):
 
 
 class ModelConfig(Strict):
-    preset: str = "tiny"
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    """The model to pretrain: a preset (tiny/small/base/custom) plus LlamaConfig overrides."""
+
+    preset: str = Field("tiny", description="tiny (~1M), small (~20M), base (~124M) or custom")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="LlamaConfig fields, e.g. hidden_size, num_hidden_layers"
+    )
     seq_len: int = Field(128, ge=8)
 
 
@@ -150,6 +154,15 @@ class TrainConfig(Strict):
     eval_interval: int = Field(200, ge=1)
     checkpoint_interval: int = Field(500, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.95, ge=0.0, lt=1.0)
+    log_interval: int = Field(10, ge=1, description="steps between TensorBoard/progress updates")
+    eval_windows: int = Field(32, ge=1, description="validation windows per source class")
+    keep_checkpoints: int = Field(2, ge=1, description="interval checkpoints kept (phase ends kept)")
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
+    compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
+    peak_flops: float | None = Field(None, gt=0, description="for MFU; default: known GPUs")
 
 
 class EvalsConfig(Strict):
