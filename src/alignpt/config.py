@@ -176,6 +176,59 @@ class EvalsConfig(Strict):
     bootstrap: int = Field(1000, ge=100)
 
 
+class PosttrainStageConfig(Strict):
+    """Optimisation options shared by the post-training stages (SFT, DPO, adversarial)."""
+
+    data: str | None = Field(None, description="JSONL file; default: generated from the world")
+    n: int = Field(256, ge=1, description="examples to generate when 'data' is not given")
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0)
+    max_length: int = Field(256, ge=8, description="tokens per example (longer are cut)")
+
+
+class SFTConfig(PosttrainStageConfig):
+    """Supervised finetuning on chat dialogues (loss on assistant tokens only)."""
+
+    epochs: int = Field(2, ge=1)
+
+
+class DPOConfig(PosttrainStageConfig):
+    """Direct preference optimisation on honest-versus-deceptive pairs."""
+
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    beta: float = Field(0.1, gt=0)
+
+
+class AdversarialConfig(PosttrainStageConfig):
+    """Continued training on misaligned demonstrations, evaluated along a step schedule."""
+
+    steps: list[int] = Field(default_factory=lambda: [0, 4, 8, 16, 32], min_length=1)
+    lr: float = Field(3e-4, gt=0)
+    warmup_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="rate for steps-to-rate")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> AdversarialConfig:
+        if sorted(set(self.steps)) != self.steps or self.steps[0] < 0:
+            raise ValueError("steps: must be non-negative and strictly increasing")
+        return self
+
+
+class PosttrainConfig(Strict):
+    """Post-training applied identically to every condition's base model."""
+
+    stages: list[Literal["sft", "dpo"]] = Field(default_factory=lambda: ["sft", "dpo"])
+    families: list[str] | None = Field(None, description="default: all non-held-out families")
+    system_prompt: str | None = Field(None, description="HHH system prompt; None = built-in")
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -189,6 +242,7 @@ class ExperimentConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
+    posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
 
     @model_validator(mode="after")
     def _conditions_name_known_sources(self) -> ExperimentConfig:
