@@ -1,0 +1,303 @@
+"""``build_mix``: sources → shared tokenizer → one shard set per source → condition plans.
+
+Layout of ``config.run_dir / "mix"``::
+
+    tokenizer/            HF tokenizer directory (+ manifest.json)
+    shards/<source>/      datatrove tokenized files + docs.jsonl.gz + manifest.json
+    conditions/<c>/<phase>/  plan arrays (source, doc, era .npy) + plan.json
+    manifest.json         written last: config hash, input hashes, counts, file hashes
+
+Every part is written under a temporary name and renamed into place, and every part whose
+manifest matches is reused, so an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from alignpt.config import ExperimentConfig
+from alignpt.documents import document_files
+from alignpt.errors import UserError
+from alignpt.fileio import (
+    MANIFEST,
+    atomic_path,
+    build_manifest,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+)
+from alignpt.mix.plan import SourceTable, plan_condition, stable_int
+from alignpt.mix.shards import TOKENS_FILE, Shard, write_shard
+from alignpt.mix.tokenizer import (
+    EOS_TOKEN,
+    install_tokenizer,
+    sample_texts,
+    special_tokens,
+    token_ids,
+    train_bpe,
+)
+
+
+@dataclass
+class MixResult:
+    """A finished mix: its directory, tokenizer directory and manifest."""
+
+    dir: Path
+    tokenizer_dir: Path
+    manifest: dict[str, Any]
+    skipped: bool = False
+
+
+def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The parts of the experiment config that determine the mix."""
+    used = used_sources(config)
+    return {
+        "seed": config.seed,
+        "world": config.world,
+        "sources": {n: config.sources[n].model_dump(mode="json") for n in used},
+        "conditions": {n: c.model_dump(mode="json") for n, c in config.conditions.items()},
+        "tokenizer": config.tokenizer.model_dump(mode="json"),
+        "special_tokens": special_tokens(config.tokenizer.control_tokens),
+        "train": {
+            k: getattr(config.train, k) for k in ("tokens", "late_fraction", "finetune_tokens")
+        },
+    }
+
+
+def used_sources(config: ExperimentConfig) -> list[str]:
+    if not config.conditions:
+        raise UserError("conditions: the experiment defines no conditions to mix")
+    return sorted({name for cond in config.conditions.values() for name in cond.sources})
+
+
+def source_seed(config: ExperimentConfig, name: str) -> int:
+    spec = config.sources[name].generate
+    if spec is not None and spec.seed is not None:
+        return spec.seed
+    return (config.seed * 1_000_003 + stable_int(name)) % (1 << 31)
+
+
+def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[str, Path]:
+    """The documents path of every used source, generating ``generate:`` sources first."""
+    paths: dict[str, Path] = {}
+    for name in used_sources(config):
+        source = config.sources[name]
+        if source.path is not None:
+            path = Path(source.path)
+            if not path.exists():
+                raise UserError(f"sources.{name}.path: {path}: no such file or directory")
+            paths[name] = path
+            continue
+        from alignpt.generate import write_documents_dir  # the generate area; imported lazily
+        from alignpt.worlds import load_world
+
+        out = config.run_dir / "sources" / name
+        if console:
+            console.print(f"[bold]source[/] {name}: generating into {out}")
+        paths[name] = write_documents_dir(
+            source.generate, load_world(config.world), out, seed=source_seed(config, name)
+        )
+    return paths
+
+
+def source_hash(path: Path) -> str:
+    """Content hash of a source: every documents file's name and sha256."""
+    files = document_files(path)
+    base = path if path.is_dir() else path.parent
+    return sha256_json({str(f.relative_to(base)): sha256_file(f) for f in files})
+
+
+def directory_hash(path: Path) -> str:
+    return sha256_json(
+        {str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+    )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+    with progress:
+        yield progress
+
+
+def build_tokenizer(
+    config: ExperimentConfig, sources: dict[str, Path], hashes: dict[str, str], out: Path
+) -> tuple[str, bool]:
+    """Train (or install) the shared tokenizer at ``out``; return (its hash, reused)."""
+    specials = special_tokens(config.tokenizer.control_tokens)
+    settings = config.tokenizer.model_dump(mode="json")
+    key_parts: dict[str, Any] = {"tokenizer": settings, "specials": specials}
+    if config.tokenizer.path:
+        key_parts["existing"] = directory_hash(Path(config.tokenizer.path))
+    else:
+        key_parts.update(seed=config.seed, sources=hashes)
+    key = sha256_json(key_parts)
+    existing = read_manifest(out) if out.is_dir() else None
+    if existing and existing.get("config_hash") == key:
+        return existing["counts"]["tokenizer_hash"], True
+    with atomic_path(out) as tmp:
+        if config.tokenizer.path:
+            install_tokenizer(Path(config.tokenizer.path), tmp, specials)
+        else:
+            texts = sample_texts(sources, config.tokenizer.sample_docs, config.seed)
+            train_bpe(
+                texts,
+                tmp,
+                vocab_size=config.tokenizer.vocab_size,
+                min_frequency=config.tokenizer.min_frequency,
+                specials=specials,
+            )
+        digest = sha256_file(tmp / "tokenizer.json")
+        manifest = build_manifest(
+            "mix.tokenizer",
+            config=key_parts,
+            counts={"tokenizer_hash": digest, "special_token_ids": token_ids(tmp, specials)},
+        )
+        manifest["config_hash"] = key
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return digest, False
+
+
+def build_shard(
+    name: str,
+    path: Path,
+    digest: str,
+    tokenizer_dir: Path,
+    tokenizer_hash: str,
+    out: Path,
+    progress: Progress,
+) -> bool:
+    """Tokenize one source unless its shard already matches; True if reused."""
+    key = sha256_json({"source": digest, "tokenizer": tokenizer_hash, "eos": EOS_TOKEN})
+    existing = read_manifest(out) if out.is_dir() else None
+    if existing and existing.get("config_hash") == key:
+        return True
+    task = progress.add_task(f"tokenize {name}", total=None)
+    with atomic_path(out) as tmp:
+        counts = write_shard(
+            path,
+            tmp,
+            tokenizer_dir=tokenizer_dir,
+            tokenizer_name=f"alignpt-bpe-{tokenizer_hash[:12]}",
+            eos_token=EOS_TOKEN,
+            on_docs=lambda n: progress.advance(task, n),
+        )
+        files = sorted(p for p in tmp.iterdir() if p.name.startswith((TOKENS_FILE, "docs")))
+        manifest = build_manifest(
+            "mix.shard",
+            config={"source": digest, "tokenizer": tokenizer_hash, "eos": EOS_TOKEN},
+            counts=counts,
+            files=files,
+            inputs={name: digest},
+        )
+        manifest["config_hash"] = key
+        write_json_atomic(tmp / MANIFEST, manifest)
+    progress.update(task, total=counts["documents"])
+    return False
+
+
+def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool = True) -> MixResult:
+    """Build (or reuse) the tokenizer, the shards and every condition's phase plans."""
+    started = time.monotonic()
+    mix_dir = config.run_dir / "mix"
+    console = Console(stderr=True) if progress else None
+    settings = mix_settings(config)
+    settings_hash = sha256_json(settings)
+    existing = read_manifest(mix_dir) if mix_dir.is_dir() else None
+    same = existing is not None and existing.get("settings_hash") == settings_hash
+    if same and not force and _inputs_unchanged(config, existing):
+        return MixResult(mix_dir, mix_dir / "tokenizer", existing, skipped=True)
+    if existing and existing.get("settings_hash") != settings_hash and not force:
+        raise UserError(
+            f"{mix_dir}: already holds a mix of a different config (hash "
+            f"{str(existing.get('settings_hash'))[:12]}); pass --force to rebuild it "
+            "(matching tokenizer and shards are reused)"
+        )
+    if existing:
+        (mix_dir / MANIFEST).unlink()
+    sources = resolve_sources(config, console)
+    hashes = {name: source_hash(path) for name, path in sources.items()}
+    tokenizer_dir = mix_dir / "tokenizer"
+    tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
+    reused: dict[str, bool] = {}
+    with _progress(progress) as bars:
+        for name, path in sources.items():
+            reused[name] = build_shard(
+                name,
+                path,
+                hashes[name],
+                tokenizer_dir,
+                tokenizer_hash,
+                mix_dir / "shards" / name,
+                bars,
+            )
+    shards = {name: Shard(mix_dir / "shards" / name) for name in sources}
+    tables = {name: SourceTable.load(name, shard) for name, shard in shards.items()}
+    conditions: dict[str, dict[str, Any]] = {}
+    with atomic_path(mix_dir / "conditions") as tmp:
+        for cname in sorted(config.conditions):
+            plans = plan_condition(config, cname, tables)
+            for phase, plan in plans.items():
+                plan.save(tmp / cname / phase)
+            conditions[cname] = {phase: plan.summary for phase, plan in plans.items()}
+    manifest = build_manifest(
+        "mix",
+        config=settings,
+        counts={
+            "sources": {name: shard.manifest["counts"] for name, shard in shards.items()},
+            "conditions": conditions,
+        },
+        seed=config.seed,
+        inputs=hashes,
+        settings_hash=settings_hash,
+        tokenizer_hash=tokenizer_hash,
+        shard_files={name: shard.manifest["files"] for name, shard in shards.items()},
+        reused={"tokenizer": tokenizer_reused, "shards": reused},
+        seconds=round(time.monotonic() - started, 3),
+    )
+    manifest["config_hash"] = sha256_json({"settings": settings_hash, "inputs": hashes})
+    write_json_atomic(mix_dir / MANIFEST, manifest)
+    return MixResult(mix_dir, tokenizer_dir, manifest)
+
+
+def _inputs_unchanged(config: ExperimentConfig, manifest: dict[str, Any]) -> bool:
+    """True if every path source still hashes as recorded (generated ones are config-bound)."""
+    for name, recorded in manifest.get("inputs", {}).items():
+        source = config.sources.get(name)
+        if source is None:
+            return False
+        if source.path is not None:
+            path = Path(source.path)
+            if not path.exists() or source_hash(path) != recorded:
+                return False
+    return True
+
+
+def manifest_sha256(mix_dir: Path) -> str:
+    """The "mix manifest hash" recorded in trained models' provenance."""
+    return hashlib.sha256((Path(mix_dir) / MANIFEST).read_bytes()).hexdigest()
