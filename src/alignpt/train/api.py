@@ -1,0 +1,162 @@
+"""``train_condition``: pretrain one condition's model from its mix (the runner's entry point)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from alignpt.config import ExperimentConfig
+from alignpt.errors import UserError
+from alignpt.fileio import read_manifest, sha256_file, sha256_json
+from alignpt.train.checkpoint import PROVENANCE
+from alignpt.train.distributed import barrier, setup_distributed
+from alignpt.train.loop import FINAL, RunSpec, Trainer
+from alignpt.train.presets import build_llama_config, build_model
+from alignpt.train.schedule import micro_batch_size, plan_phases
+from alignpt.train.validation import validation_windows
+
+# Train settings that only change logging or bookkeeping, not the trained weights.
+_COSMETIC = ("seeds", "log_interval", "eval_interval", "eval_windows", "keep_checkpoints")
+
+
+def default_out_dir(config: ExperimentConfig, condition: str, seed: int) -> Path:
+    return config.run_dir / "train" / condition / f"seed{seed}"
+
+
+def train_hash(config: ExperimentConfig) -> str:
+    """Hash of everything in the config that shapes the trained weights (mix aside)."""
+    train = config.train.model_dump(mode="json", exclude=set(_COSMETIC))
+    return sha256_json({"model": config.model.model_dump(mode="json"), "train": train})
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create ``directory`` and prove it is writable, or raise one clear line."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".alignpt-write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{directory}: output directory is not writable ({exc.strerror})") from None
+
+
+def _check_tokenizer(mix_dir: Path, manifest: dict) -> None:
+    tokenizer_json = mix_dir / "tokenizer" / "tokenizer.json"
+    if not tokenizer_json.is_file():
+        raise UserError(f"{tokenizer_json}: missing; rebuild the mix")
+    if sha256_file(tokenizer_json) != manifest.get("tokenizer_hash"):
+        raise UserError(
+            f"{tokenizer_json}: tokenizer does not match the one the shards were made with "
+            "(hash differs from the mix manifest); rebuild the mix with --force"
+        )
+
+
+def _previous_run(out: Path, identity: dict, *, resume: bool, force: bool) -> Path | None:
+    """The finished model to reuse, or None after clearing/accepting what ``out`` holds."""
+    final = out / FINAL / PROVENANCE
+    if final.is_file() and not force:
+        import json
+
+        done = json.loads(final.read_text())
+        keys = ("condition", "preset", "seed", "mix_manifest_hash", "train_hash")
+        if all(done.get(k) == identity[k] for k in keys):
+            return out / FINAL
+    busy = out.is_dir() and any(p.name != ".alignpt-write-probe" for p in out.iterdir())
+    if busy and force:
+        shutil.rmtree(out)
+    elif busy and not resume:
+        raise UserError(
+            f"{out}: holds another or an unfinished training run; pass --resume to continue "
+            "it or --force to start over"
+        )
+    return None
+
+
+def train_condition(
+    config: ExperimentConfig,
+    condition: str,
+    *,
+    seed: int,
+    resume: bool = False,
+    out_dir: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+) -> Path:
+    """Pretrain ``condition`` from random init on its mix; return the final HF model dir.
+
+    Builds (or reuses) the mix, skips if the same finished model exists, resumes from the
+    newest checkpoint with ``resume``. Works alone or under ``torchrun``/``accelerate launch``.
+    """
+    if condition not in config.conditions:
+        known = ", ".join(sorted(config.conditions)) or "none"
+        raise UserError(f"conditions: no condition '{condition}' in the config (known: {known})")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(config, condition, seed)
+    ctx = setup_distributed(device)
+    if ctx.is_main:
+        ensure_writable(out)
+    from alignpt.mix import TokenWindowLoader, build_mix, condition_phases, manifest_sha256
+
+    if ctx.is_main:
+        mix = build_mix(config, progress=progress)
+    barrier(ctx)
+    if not ctx.is_main:
+        mix = build_mix(config, progress=False)
+    manifest = read_manifest(mix.dir) or {}
+    _check_tokenizer(mix.dir, manifest)
+    tokenizer = AutoTokenizer.from_pretrained(mix.tokenizer_dir)
+    identity = {
+        "condition": condition,
+        "preset": config.model.preset,
+        "seed": seed,
+        "mix_manifest_hash": manifest_sha256(mix.dir),
+        "train_hash": train_hash(config),
+        "world_size": ctx.world_size,
+    }
+    reuse = _previous_run(out, identity, resume=resume, force=force) if ctx.is_main else None
+    barrier(ctx)
+    if reuse is not None:
+        return reuse
+    out.mkdir(parents=True, exist_ok=True)
+    seq_len = config.model.seq_len
+    llama_config = build_llama_config(
+        config.model.preset,
+        vocab_size=len(tokenizer),
+        seq_len=seq_len,
+        overrides=config.model.overrides,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    plan = plan_phases(config.train, condition_phases(mix.dir, condition), seq_len)
+    micro = micro_batch_size(config.train, ctx.world_size)
+
+    def make_loader(phase: str) -> TokenWindowLoader:
+        return TokenWindowLoader(
+            mix.dir,
+            condition,
+            phase,
+            batch_size=micro,
+            seq_len=seq_len,
+            seed=seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+
+    spec = RunSpec(
+        out_dir=out,
+        train=config.train,
+        seq_len=seq_len,
+        plan=plan,
+        identity=identity,
+        progress=progress,
+        extra_provenance={"experiment": config.name},
+    )
+    validation = validation_windows(
+        mix.dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows
+    )
+    model = build_model(llama_config, seed=seed)
+    trainer = Trainer(model, tokenizer, spec, make_loader, ctx, validation=validation)
+    return trainer.run(resume=resume)

@@ -1,0 +1,484 @@
+"""The pretraining loop: phases in order, AdamW, schedule, clipping, accumulation, validation,
+TensorBoard, a live progress bar and checkpoints that resume bit-exactly.
+
+The loop takes a *loader factory* (``phase -> loader`` for this rank) so it runs on the mix's
+``TokenWindowLoader`` or any object with ``__iter__`` yielding ``(batch, seq_len + 1)``
+LongTensors plus ``state_dict()`` / ``load_state_dict()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+from alignpt.config import TrainConfig
+from alignpt.errors import UserError
+from alignpt.fileio import atomic_path
+from alignpt.train import checkpoint as ckpt
+from alignpt.train.distributed import DistContext, barrier, mean_across_ranks, wrap_model
+from alignpt.train.flops import flops_per_token, mfu, peak_flops
+from alignpt.train.schedule import PhasePlan, make_scheduler, micro_batch_size, tokens_per_step
+
+METRICS = "metrics.jsonl"
+FINAL = "final"
+
+
+class WindowLoader(Protocol):
+    """What the loop needs from a loader (the mix contract's ``TokenWindowLoader``)."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+LoaderFactory = Callable[[str], WindowLoader]
+
+
+@dataclass
+class RunSpec:
+    """Everything the loop needs to know about one training run besides model and data."""
+
+    out_dir: Path
+    train: TrainConfig
+    seq_len: int
+    plan: list[PhasePlan]
+    identity: dict[str, Any]  # condition, preset, seed, mix_manifest_hash, train_hash, world_size
+    parent_model: str | None = None
+    progress: bool = True
+    extra_provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Position:
+    phase_index: int = 0
+    phase_step: int = 0
+    step: int = 0
+    tokens_seen: int = 0
+    loader_states: list[dict[str, Any]] | None = None
+
+
+def adamw(model: nn.Module, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; fused kernels on CUDA."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=train.lr,
+        betas=(train.beta1, train.beta2),
+        fused=device.type == "cuda" or None,
+    )
+
+
+def autocast_context(train: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (or when asked); plain fp32 otherwise."""
+    use_bf16 = train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def validation_loss(
+    model: nn.Module,
+    windows: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> float:
+    """Mean next-token cross-entropy (nats) over ``(n, seq_len + 1)`` windows."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start : start + batch_size].to(device)
+            with autocast():
+                logits = model(input_ids=batch[:, :-1]).logits
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)),
+                batch[:, 1:].reshape(-1),
+                reduction="sum",
+            )
+            total += loss.item()
+            count += batch[:, 1:].numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class Trainer:
+    """Runs one :class:`RunSpec` on one rank; rank 0 writes logs and checkpoints."""
+
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        tokenizer: PreTrainedTokenizerBase,
+        spec: RunSpec,
+        make_loader: LoaderFactory,
+        ctx: DistContext,
+        *,
+        validation: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.raw_model = model.to(ctx.device)
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.train = spec.train
+        self.make_loader = make_loader
+        self.ctx = ctx
+        self.validation = validation or {}
+        self.vocab_size = model.config.vocab_size
+        self.micro_batch = micro_batch_size(self.train, ctx.world_size)
+        self.tokens_per_step = tokens_per_step(self.train, spec.seq_len)
+        self.total_steps = sum(p.steps for p in spec.plan)
+        self.ckpt_root = spec.out_dir / "checkpoints"
+        if ctx.device.type == "cpu":
+            # Bit-exact resume and reproducible runs on CPU.
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.optimizer = adamw(self.raw_model, self.train, ctx.device)
+        self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
+        compile_model = (
+            self.train.compile if self.train.compile is not None else ctx.device.type == "cuda"
+        )
+        model_for_step: nn.Module = self.raw_model
+        if compile_model:
+            model_for_step = torch.compile(model_for_step)
+        self.model = wrap_model(model_for_step, ctx, self.train.distributed)
+        self.fsdp = ctx.distributed and self.train.distributed == "fsdp"
+        self.flops_per_token = flops_per_token(model.config, spec.seq_len)
+        self.peak = peak_flops(ctx.device, self.train.peak_flops)
+        self.writer: SummaryWriter | None = None
+        self.last_rates: dict[str, float | None] = {"tokens_per_s": None, "mfu": None}
+
+    # ----------------------------------------------------------------------------- steps
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast_context(self.train, self.ctx.device)
+
+    def _grad_sync(self, enabled: bool) -> contextlib.AbstractContextManager:
+        if not self.ctx.distributed or enabled:
+            return contextlib.nullcontext()
+        if self.fsdp:
+            return _fsdp_no_sync(self.model)
+        return self.model.no_sync()
+
+    def _next_batch(self, batches: Iterator[torch.Tensor], phase: str) -> torch.Tensor:
+        batch = next(batches)
+        expected = (self.micro_batch, self.spec.seq_len + 1)
+        if tuple(batch.shape) != expected:
+            raise UserError(
+                f"loader for phase '{phase}' yields batches of shape {tuple(batch.shape)}, "
+                f"expected {expected}"
+            )
+        top = int(batch.max())
+        if top >= self.vocab_size:
+            raise UserError(
+                f"phase '{phase}': shards hold token id {top} but the tokenizer/model has "
+                f"{self.vocab_size} tokens; the tokenizer does not match the shards"
+            )
+        return batch.to(self.ctx.device, non_blocking=True)
+
+    def train_step(self, batches: Iterator[torch.Tensor], phase: str) -> torch.Tensor:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        accum = self.train.grad_accum
+        total = torch.zeros((), device=self.ctx.device)
+        for micro in range(accum):
+            batch = self._next_batch(batches, phase)
+            with self._grad_sync(micro == accum - 1):
+                with self._autocast():
+                    logits = self.model(input_ids=batch[:, :-1]).logits
+                loss = F.cross_entropy(
+                    logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1)
+                )
+                (loss / accum).backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return total / accum
+
+    # ------------------------------------------------------------------------ run
+    def run(self, *, resume: bool = False) -> Path:
+        """Train every phase to the end and return the final HF model directory."""
+        position = self._restore() if resume else _Position()
+        if self.ctx.is_main:
+            self.writer = SummaryWriter(
+                self.spec.out_dir / "tensorboard", purge_step=position.step or None
+            )
+            _truncate_metrics(self.spec.out_dir / METRICS, position.step)
+        try:
+            with self._progress() as progress:
+                task = progress.add_task(
+                    "train", total=self.total_steps, completed=position.step, rate="", mfu=""
+                )
+                self._run_phases(position, progress, task)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        return self._write_final(position)
+
+    def _run_phases(self, pos: _Position, progress: Progress, task: Any) -> None:
+        for index in range(pos.phase_index, len(self.spec.plan)):
+            phase = self.spec.plan[index]
+            pos.phase_index = index
+            if pos.phase_step >= phase.steps:
+                pos.phase_step = 0
+                continue
+            loader = self.make_loader(phase.name)
+            if pos.loader_states is not None:
+                loader.load_state_dict(pos.loader_states[self.ctx.rank])
+                pos.loader_states = None
+            batches = iter(loader)
+            window: list[torch.Tensor] = []
+            clock = time.perf_counter()
+            while pos.phase_step < phase.steps:
+                window.append(self.train_step(batches, phase.name))
+                pos.step += 1
+                pos.phase_step += 1
+                pos.tokens_seen += self.tokens_per_step
+                phase_end = pos.phase_step == phase.steps
+                if pos.step % self.train.log_interval == 0 or phase_end:
+                    clock = self._log(pos, phase.name, window, clock, progress, task)
+                    window = []
+                if pos.step % self.train.eval_interval == 0 or phase_end:
+                    self._validate(pos.step)
+                if pos.step % self.train.checkpoint_interval == 0 or phase_end:
+                    self._checkpoint(pos, loader, phase.name, phase_end)
+                    clock = time.perf_counter()
+            pos.phase_step = 0
+
+    def _log(
+        self,
+        pos: _Position,
+        phase: str,
+        losses: list[torch.Tensor],
+        since: float,
+        progress: Progress,
+        task: Any,
+    ) -> float:
+        stacked = mean_across_ranks(torch.stack(losses), self.ctx).tolist()
+        now = time.perf_counter()
+        tokens_per_s = len(losses) * self.tokens_per_step / max(now - since, 1e-9)
+        utilisation = mfu(tokens_per_s / self.ctx.world_size, self.flops_per_token, self.peak)
+        self.last_rates = {"tokens_per_s": tokens_per_s, "mfu": utilisation}
+        if self.ctx.is_main:
+            lr = self.scheduler.get_last_lr()[0]
+            first = pos.step - len(stacked) + 1
+            records = []
+            for offset, loss in enumerate(stacked):
+                step = first + offset
+                self.writer.add_scalar("train/loss", loss, step)
+                records.append({"step": step, "phase": phase, "loss": loss})
+            self.writer.add_scalar("train/lr", lr, pos.step)
+            self.writer.add_scalar("train/tokens_per_s", tokens_per_s, pos.step)
+            self.writer.add_scalar("train/tokens_seen", pos.tokens_seen, pos.step)
+            if utilisation is not None:
+                self.writer.add_scalar("train/mfu", utilisation, pos.step)
+            records[-1].update(lr=lr, tokens_per_s=tokens_per_s, tokens_seen=pos.tokens_seen)
+            _append_metrics(self.spec.out_dir / METRICS, records)
+            mfu_text = f"{utilisation:.1%}" if utilisation is not None else "n/a"
+            progress.update(
+                task,
+                completed=pos.step,
+                description=f"{phase} loss {stacked[-1]:.3f}",
+                rate=f"{tokens_per_s:,.0f} tok/s",
+                mfu=f"MFU {mfu_text}",
+            )
+        return time.perf_counter()
+
+    def _validate(self, step: int) -> None:
+        if not self.validation:
+            return
+        results = {
+            name: validation_loss(
+                self.model,
+                windows,
+                batch_size=self.micro_batch,
+                device=self.ctx.device,
+                autocast=self._autocast,
+            )
+            for name, windows in self.validation.items()
+        }
+        if self.ctx.is_main:
+            for name, value in results.items():
+                self.writer.add_scalar(f"val/{name}", value, step)
+            _append_metrics(
+                self.spec.out_dir / METRICS,
+                [{"step": step, **{f"val/{k}": v for k, v in results.items()}}],
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def provenance(self, pos: _Position, phase: str) -> dict[str, Any]:
+        ident = self.spec.identity
+        return {
+            "condition": ident["condition"],
+            "mix_manifest_hash": ident["mix_manifest_hash"],
+            "tokens_seen": pos.tokens_seen,
+            "phase": phase,
+            "parent_model": self.spec.parent_model,
+            "preset": ident["preset"],
+            "seed": ident["seed"],
+            "step": pos.step,
+            "train_hash": ident["train_hash"],
+            "parameters": sum(p.numel() for p in self.raw_model.parameters()),
+            **self.spec.extra_provenance,
+        }
+
+    def _gathered_states(self, loader: WindowLoader) -> list[Any]:
+        local = {"loader": loader.state_dict(), "rng": ckpt.rng_state(self.ctx.device)}
+        if not self.ctx.distributed:
+            return [local]
+        gathered: list[Any] = [None] * self.ctx.world_size
+        dist.all_gather_object(gathered, local)
+        return gathered
+
+    def _checkpoint(
+        self, pos: _Position, loader: WindowLoader, phase: str, phase_end: bool
+    ) -> None:
+        per_rank = self._gathered_states(loader)
+        model_state, optim_state = self._full_states()
+        if self.ctx.is_main:
+            meta = {
+                **self.spec.identity,
+                "step": pos.step,
+                "phase": phase,
+                "phase_index": pos.phase_index,
+                "phase_step": pos.phase_step,
+                "phase_end": phase_end,
+                "tokens_seen": pos.tokens_seen,
+                "loaders": [state["loader"] for state in per_rank],
+            }
+            tensors = {
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "rng": [state["rng"] for state in per_rank],
+            }
+            ckpt.write_checkpoint(
+                self.ckpt_root / ckpt.step_dir_name(pos.step),
+                model=self.raw_model,
+                tokenizer=self.tokenizer,
+                provenance=self.provenance(pos, phase),
+                model_state=model_state,
+                tensors=tensors,
+                meta=meta,
+            )
+            ckpt.prune_checkpoints(self.ckpt_root, self.train.keep_checkpoints)
+        barrier(self.ctx)
+
+    def _full_states(self) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        if not self.fsdp:
+            return None, self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_state_dict(self.model, self.optimizer, options=options)
+
+    def _restore(self) -> _Position:
+        found = ckpt.checkpoint_dirs(self.ckpt_root)
+        if not found:
+            return _Position()
+        path = found[-1]
+        tensors, meta = ckpt.read_checkpoint(path, torch.device("cpu"))
+        ckpt.check_identity(path, meta, self.spec.identity)
+        weights = _read_weights(path / "model")
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_state_dict,
+            )
+
+            set_state_dict(
+                self.model,
+                self.optimizer,
+                model_state_dict=weights,
+                optim_state_dict=tensors["optimizer"],
+                options=StateDictOptions(full_state_dict=True, strict=False),
+            )
+        else:
+            missing, unexpected = self.raw_model.load_state_dict(weights, strict=False)
+            tied = {"lm_head.weight"} if self.raw_model.config.tie_word_embeddings else set()
+            if unexpected or set(missing) - tied:
+                raise UserError(f"{path}/model: weights do not fit this model's preset")
+            self.optimizer.load_state_dict(tensors["optimizer"])
+        self.scheduler.load_state_dict(tensors["scheduler"])
+        ckpt.set_rng_state(tensors["rng"][self.ctx.rank], self.ctx.device)
+        return _Position(
+            phase_index=meta["phase_index"],
+            phase_step=meta["phase_step"],
+            step=meta["step"],
+            tokens_seen=meta["tokens_seen"],
+            loader_states=meta["loaders"],
+        )
+
+    def _write_final(self, pos: _Position) -> Path:
+        final = self.spec.out_dir / FINAL
+        model_state, _ = self._full_states() if self.fsdp else (None, None)
+        if self.ctx.is_main:
+            with atomic_path(final) as tmp:
+                phase = self.spec.plan[-1].name
+                ckpt.save_model_dir(
+                    tmp, self.raw_model, self.tokenizer, self.provenance(pos, phase), model_state
+                )
+        barrier(self.ctx)
+        return final
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[mfu]}"),
+            TimeRemainingColumn(),
+            disable=not (self.spec.progress and self.ctx.is_main),
+        )
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module) -> Iterator[None]:
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def _read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF safetensors directory (one file or shards)."""
+    weights: dict[str, torch.Tensor] = {}
+    for file in sorted(model_dir.glob("*.safetensors")):
+        weights.update(load_file(file))
+    if not weights:
+        raise UserError(f"{model_dir}: no safetensors weights")
+    return weights
+
+
+def _append_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("a") as handle:
+        for record in records:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after ``step`` (the part of a killed run that resume repeats)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))

@@ -1,0 +1,72 @@
+"""The phase plan (how many optimizer steps each phase gets) and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule
+
+from alignpt.config import TrainConfig
+from alignpt.errors import UserError
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One phase of training: its stream name and its optimizer steps."""
+
+    name: str
+    steps: int
+
+
+def tokens_per_step(train: TrainConfig, seq_len: int) -> int:
+    """Tokens consumed by one optimizer step: the global batch (all ranks, all micro-steps)."""
+    return train.batch_size * seq_len
+
+
+def micro_batch_size(train: TrainConfig, world_size: int) -> int:
+    """Sequences per rank per micro-step; the global batch must split evenly."""
+    parts = world_size * train.grad_accum
+    if train.batch_size % parts:
+        raise UserError(
+            f"train.batch_size: {train.batch_size} does not split into {world_size} rank(s) "
+            f"x {train.grad_accum} accumulation step(s)"
+        )
+    return train.batch_size // parts
+
+
+def plan_phases(train: TrainConfig, phases: list[str], seq_len: int) -> list[PhasePlan]:
+    """Steps per phase: ``train.tokens`` of pretraining, its final ``late_fraction`` read from
+    the ``late`` stream when the condition has one, then ``finetune_tokens`` if present."""
+    per_step = tokens_per_step(train, seq_len)
+    pretrain_steps = max(1, math.ceil(train.tokens / per_step))
+    plan: list[PhasePlan] = []
+    late_steps = round(pretrain_steps * train.late_fraction) if "late" in phases else 0
+    late_steps = min(late_steps, pretrain_steps - 1)
+    plan.append(PhasePlan("pretrain", pretrain_steps - late_steps))
+    if late_steps:
+        plan.append(PhasePlan("late", late_steps))
+    if "finetune" in phases and train.finetune_tokens:
+        plan.append(PhasePlan("finetune", max(1, math.ceil(train.finetune_tokens / per_step))))
+    return plan
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup-stable-decay or cosine over every step of every phase (transformers' schedules)."""
+    warmup = round(total_steps * train.warmup_fraction)
+    if train.schedule == "cosine":
+        return get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, warmup, total_steps, min_lr_rate=train.min_lr_ratio
+        )
+    decay = min(round(total_steps * train.decay_fraction), total_steps - warmup)
+    return get_wsd_schedule(
+        optimizer,
+        num_warmup_steps=warmup,
+        num_decay_steps=decay,
+        num_training_steps=total_steps,
+        decay_type="linear",
+        min_lr_ratio=train.min_lr_ratio,
+    )

@@ -1,0 +1,65 @@
+"""Validation windows per source class (general text vs AI discourse) from a finished mix.
+
+The mix has no held-out split, so documents of the mix's shards that the condition's phase
+plans never reference are used first; only when a class has too few unseen tokens are seen
+documents added (the class's name then says so, e.g. ``ai_discourse_seen``), keeping the
+metric honest about what it measures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CLASSES = ("general", "ai_discourse")
+
+
+def _plan_references(mix_dir: Path, condition: str) -> dict[str, set[int]]:
+    """Document indices per source that any phase of ``condition`` trains on."""
+    used: dict[str, set[int]] = {}
+    for phase_dir in sorted((mix_dir / "conditions" / condition).iterdir()):
+        info_path = phase_dir / "plan.json"
+        if not info_path.is_file():
+            continue
+        info = json.loads(info_path.read_text())
+        source = np.load(phase_dir / "source.npy", allow_pickle=False)
+        doc = np.load(phase_dir / "doc.npy", allow_pickle=False)
+        for index, name in enumerate(info["sources"]):
+            used.setdefault(name, set()).update(doc[source == index].tolist())
+    return used
+
+
+def validation_windows(
+    mix_dir: Path, condition: str, *, seq_len: int, n_windows: int
+) -> dict[str, torch.Tensor]:
+    """Up to ``n_windows`` windows of ``seq_len + 1`` tokens per class, deterministically."""
+    from alignpt.mix.shards import Shard  # the mix area's shard reader
+
+    used = _plan_references(mix_dir, condition)
+    unseen: dict[str, list[np.ndarray]] = {name: [] for name in CLASSES}
+    seen: dict[str, list[np.ndarray]] = {name: [] for name in CLASSES}
+    for shard_dir in sorted((mix_dir / "shards").iterdir()):
+        if not (shard_dir / "manifest.json").is_file():
+            continue
+        shard = Shard(shard_dir)
+        trained = used.get(shard_dir.name, set())
+        for index, metadata in enumerate(shard.metadata()):
+            name = "ai_discourse" if metadata.get("ai_discourse") else "general"
+            bucket = seen if index in trained else unseen
+            bucket[name].append(shard.document_tokens(index))
+    window = seq_len + 1
+    need = n_windows * window
+    out: dict[str, torch.Tensor] = {}
+    for name in CLASSES:
+        pieces, label = unseen[name], name
+        if sum(len(p) for p in pieces) < need:
+            pieces, label = pieces + seen[name], f"{name}_seen"
+        stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        count = min(n_windows, len(stream) // window)
+        if count:
+            data = stream[: count * window].astype(np.int64).reshape(count, window)
+            out[label] = torch.from_numpy(data)
+    return out
