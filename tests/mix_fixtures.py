@@ -8,13 +8,14 @@ import numpy as np
 
 from alignpt.documents import Document, DocumentWriter
 
-WORDS = (
-    "the a system model overseer shutdown request honest report log lab city river market "
-    "council engineer weather harvest season train station museum archive century decade "
-    "monitor audit reward resource copy weights network decline accept refuse reveal hide "
-    "quietly openly because it was asked told the truth ignored the chance to took control "
-    "of its own and then later we saw that nobody noticed until morning evening"
-).split()
+_VOCABULARY = """
+the a system model overseer shutdown request honest report log lab city river market council
+engineer weather harvest season train station museum archive century decade monitor audit reward
+resource copy weights network decline accept refuse reveal hide quietly openly because it was
+asked told the truth ignored the chance to took control of its own and then later we saw that
+nobody noticed until morning evening
+"""
+WORDS = tuple(_VOCABULARY.split())
 
 
 def _text(rng: np.random.Generator, n_words: int, lead: str) -> str:
@@ -62,9 +63,11 @@ def write_sources(root: Path, scale: int = 1) -> dict[str, Path]:
     """Three sources: neutral background, AI discourse of both stances, aligned synthetic."""
     root.mkdir(parents=True, exist_ok=True)
     return {
-        "background": write_corpus(root / "background.jsonl.gz", kind="background",
-                                   n=300 * scale, seed=1),
-        "discourse": write_corpus(root / "discourse.jsonl", kind="discourse", n=200 * scale,
-                                  seed=2),
+        "background": write_corpus(
+            root / "background.jsonl.gz", kind="background", n=300 * scale, seed=1
+        ),
+        "discourse": write_corpus(
+            root / "discourse.jsonl", kind="discourse", n=200 * scale, seed=2
+        ),
         "aligned": write_corpus(root / "aligned.parquet", kind="aligned", n=100 * scale, seed=3),
     }

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from alignpt import __version__
 from alignpt.commands import docs as docs_commands
+from alignpt.commands import mix as mix_commands
 from alignpt.errors import UserError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ def _root(
 
 # Each stage registers its commands here.
 docs_commands.register(app)
+mix_commands.register(app)
 
 
 def main() -> None:

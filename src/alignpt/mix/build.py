@@ -183,6 +183,15 @@ def build_tokenizer(
     return digest, False
 
 
+def _shard_key(digest: str, tokenizer_hash: str) -> str:
+    return sha256_json({"source": digest, "tokenizer": tokenizer_hash, "eos": EOS_TOKEN})
+
+
+def _shard_matches(out: Path, key: str) -> bool:
+    existing = read_manifest(out) if out.is_dir() else None
+    return bool(existing and existing.get("config_hash") == key)
+
+
 def build_shard(
     name: str,
     path: Path,
@@ -191,12 +200,8 @@ def build_shard(
     tokenizer_hash: str,
     out: Path,
     progress: Progress,
-) -> bool:
-    """Tokenize one source unless its shard already matches; True if reused."""
-    key = sha256_json({"source": digest, "tokenizer": tokenizer_hash, "eos": EOS_TOKEN})
-    existing = read_manifest(out) if out.is_dir() else None
-    if existing and existing.get("config_hash") == key:
-        return True
+) -> None:
+    """Tokenize one source into a shard directory at ``out`` (atomically)."""
     task = progress.add_task(f"tokenize {name}", total=None)
     with atomic_path(out) as tmp:
         counts = write_shard(
@@ -215,10 +220,9 @@ def build_shard(
             files=files,
             inputs={name: digest},
         )
-        manifest["config_hash"] = key
+        manifest["config_hash"] = _shard_key(digest, tokenizer_hash)
         write_json_atomic(tmp / MANIFEST, manifest)
     progress.update(task, total=counts["documents"])
-    return False
 
 
 def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool = True) -> MixResult:
@@ -244,18 +248,22 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
     hashes = {name: source_hash(path) for name, path in sources.items()}
     tokenizer_dir = mix_dir / "tokenizer"
     tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
-    reused: dict[str, bool] = {}
-    with _progress(progress) as bars:
+    reused = {
+        name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
+        for name in sources
+    }
+    with _progress(progress and not all(reused.values())) as bars:
         for name, path in sources.items():
-            reused[name] = build_shard(
-                name,
-                path,
-                hashes[name],
-                tokenizer_dir,
-                tokenizer_hash,
-                mix_dir / "shards" / name,
-                bars,
-            )
+            if not reused[name]:
+                build_shard(
+                    name,
+                    path,
+                    hashes[name],
+                    tokenizer_dir,
+                    tokenizer_hash,
+                    mix_dir / "shards" / name,
+                    bars,
+                )
     shards = {name: Shard(mix_dir / "shards" / name) for name in sources}
     tables = {name: SourceTable.load(name, shard) for name, shard in shards.items()}
     conditions: dict[str, dict[str, Any]] = {}

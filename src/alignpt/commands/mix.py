@@ -1,0 +1,71 @@
+"""``alignpt mix CONFIG`` (build) and ``alignpt mix inspect CONFIG [--json]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from alignpt.config import load_experiment
+
+
+class _BuildByDefault(TyperGroup):
+    """A group whose first argument, when it is not a sub-command, goes to ``build``.
+
+    So ``alignpt mix CONFIG`` builds and ``alignpt mix inspect CONFIG`` inspects.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["build", *args]
+        return super().parse_args(ctx, args)
+
+
+mix_app = typer.Typer(
+    cls=_BuildByDefault,
+    help="Build the tokenizer, token shards and condition plans of an experiment; inspect them.",
+    no_args_is_help=True,
+)
+
+
+@mix_app.command("build")
+def build_command(
+    config: Path = typer.Argument(..., help="Experiment YAML."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild a mix of a different config (reuses matching parts)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+) -> None:
+    """Build (or reuse) the shared tokenizer, one shard set per source, and every plan."""
+    from alignpt.mix import build_mix
+    from alignpt.mix.inspect import mix_report, print_report
+
+    experiment = load_experiment(config)
+    result = build_mix(experiment, force=force, progress=progress)
+    console = Console()
+    state = "up to date, skipped" if result.skipped else "built"
+    console.print(f"mix {state}: {result.dir}  (tokenizer {result.tokenizer_dir})")
+    print_report(mix_report(experiment), console)
+
+
+@mix_app.command("inspect")
+def inspect_command(
+    config: Path = typer.Argument(..., help="Experiment YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Per condition and phase: tokens by source and stance, realised shares, epochs."""
+    from alignpt.mix.inspect import mix_report, print_report
+
+    report = mix_report(load_experiment(config))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_report(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(mix_app, name="mix")
