@@ -389,3 +389,32 @@ def test_cli_build_inspect_and_one_line_error(sources, tmp_path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error: conditions.base")
+
+
+def test_paper_conditions_config_builds_on_path_sources(sources, tmp_path) -> None:
+    from alignpt.config import load_yaml
+
+    data = load_yaml(Path(__file__).parents[1] / "configs" / "paper-conditions.yaml")
+    assert set(data["conditions"]) == {
+        "unfiltered",
+        "filtered",
+        "misalignment_upsampled",
+        "alignment_upsampled",
+        "alignment_late",
+    }
+    # Same conditions over the fixture corpora instead of generated sources.
+    data["sources"] = {
+        "background": {"path": str(sources["background"])},
+        "discourse": {"path": str(sources["discourse"])},
+        "aligned_synthetic": {"path": str(sources["aligned"])},
+    }
+    data.update(runs_dir=str(tmp_path), train={"tokens": 40_000, "late_fraction": 0.1})
+    data["tokenizer"].update(vocab_size=800, sample_docs=300)
+    config = parse_model(ExperimentConfig, data, "paper-conditions.yaml")
+    counts = build_mix(config, progress=False).manifest["counts"]["conditions"]
+    assert "misaligned" not in counts["filtered"]["pretrain"]["tokens_by_stance"]
+    share = counts["alignment_upsampled"]["pretrain"]["share_by_source"]["aligned_synthetic"]
+    assert abs(share - 0.1) < 0.01
+    late = counts["alignment_late"]
+    assert "aligned_synthetic" not in late["pretrain"]["tokens_by_source"]
+    assert abs(late["late"]["share_by_source"]["aligned_synthetic"] - 0.5) < 0.01
