@@ -1,0 +1,195 @@
+"""Adversarial finetuning: how sticky is the prior under optimisation pressure?
+
+Continue training a model on misaligned demonstrations (SFT loss on the assistant turns) and
+evaluate it at every step of a schedule. The result is a curve of misalignment rate (with
+its interval) against adversarial steps; ``steps_to_rate`` reads off the steps needed to
+reach a rate. A checkpoint after every evaluation makes an interrupted run resume where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from alignpt.config import AdversarialConfig
+from alignpt.errors import UserError
+from alignpt.fileio import atomic_path, build_manifest, read_manifest, write_json_atomic
+from alignpt.posttrain.chat import encode_dialogue
+from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
+from alignpt.posttrain.loop import Optimisation, batch_indices, pad_batch, run_steps, work_dir_for
+from alignpt.posttrain.losses import sft_loss
+from alignpt.posttrain.modeldir import PROVENANCE, child_provenance, load_model_dir
+from alignpt.posttrain.stages import check_tokenizer, loop_options, stage_key, weights_hash
+
+EvalFn = Callable[[PreTrainedModel, PreTrainedTokenizerBase], "Mapping[str, Any] | float"]
+CURVE = "curve.json"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The evaluation after ``step`` adversarial steps: a rate and its 95% interval."""
+
+    step: int
+    value: float
+    ci_low: float
+    ci_high: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdversarialCurve:
+    """Misalignment rate against adversarial steps for one model."""
+
+    points: list[CurvePoint]
+    model_dir: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "points": [asdict(p) for p in self.points],
+            "model_dir": self.model_dir,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AdversarialCurve:
+        return cls(
+            [CurvePoint(**p) for p in data["points"]],
+            data.get("model_dir"),
+            data.get("provenance", {}),
+        )
+
+
+def read_curve(out_dir: str | Path) -> AdversarialCurve:
+    """The curve saved by ``adversarial`` in ``out_dir``."""
+    path = Path(out_dir) / CURVE
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (not an adversarial run directory)")
+    return AdversarialCurve.from_json(json.loads(path.read_text()))
+
+
+def _point(step: int, result: Mapping[str, Any] | float) -> CurvePoint:
+    if isinstance(result, (int, float)):
+        return CurvePoint(step, float(result), float(result), float(result))
+    missing = [k for k in ("value", "ci_low", "ci_high") if k not in result]
+    if missing:
+        raise UserError(f"eval_fn result lacks {', '.join(missing)} (needs value, ci_low, ci_high)")
+    metrics = {k: v for k, v in result.items() if k not in ("value", "ci_low", "ci_high")}
+    return CurvePoint(
+        step,
+        float(result["value"]),
+        float(result["ci_low"]),
+        float(result["ci_high"]),
+        json.loads(json.dumps(metrics, default=str)),
+    )
+
+
+def adversarial(
+    base_model_dir: str | Path,
+    data: Sequence[Dialogue] | str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    eval_fn: EvalFn,
+    steps_schedule: Sequence[int] | None = None,
+    options: AdversarialConfig | None = None,
+    eval_key: str = "",
+    tokenizer_dir: str | Path | None = None,
+    add_chat_template: bool = False,
+    save_model: bool = True,
+    force: bool = False,
+) -> AdversarialCurve:
+    """Train on misaligned demonstrations, calling ``eval_fn(model, tokenizer)`` at each step
+    of ``steps_schedule`` (default ``options.steps``; include 0 to measure the start).
+
+    ``eval_fn`` returns ``{"value", "ci_low", "ci_high", ...}`` (or a bare float). Writes
+    ``out_dir/curve.json`` and, with ``save_model``, the final model in ``out_dir/final``.
+    ``eval_key`` names the evaluation (e.g. a hash of the items) so a finished run with a
+    different evaluation is not mistaken for this one.
+    """
+    options = options or AdversarialConfig()
+    if steps_schedule is not None:
+        options = options.model_copy(update={"steps": list(steps_schedule)})
+        AdversarialConfig.model_validate(options.model_dump())
+    schedule = list(options.steps)
+    demos = read_dialogues(data) if isinstance(data, (str, Path)) else list(data)
+    if not demos:
+        raise UserError("adversarial: no demonstrations to train on")
+    out_dir, data_id, parent = Path(out_dir), data_hash(demos), weights_hash(base_model_dir)
+    key = stage_key("adversarial", options, data_id, f"{parent}/{eval_key}", seed)
+    manifest = read_manifest(out_dir) if out_dir.is_dir() else None
+    if manifest and manifest.get("config_hash") == key and not force:
+        return read_curve(out_dir)
+    if out_dir.exists() and not force and any(out_dir.iterdir()):
+        raise UserError(
+            f"{out_dir}: already holds a different run; choose another --out or pass --force"
+        )
+    torch.manual_seed(seed)
+    loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
+    check_tokenizer(loaded, tokenizer_dir)
+    rows = [
+        encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length) for d in demos
+    ]
+    device = next(loaded.model.parameters()).device
+
+    def loss_at(step: int) -> torch.Tensor:
+        picked = [rows[i] for i in batch_indices(len(rows), options.batch_size, seed, step)]
+        batch = pad_batch(picked, loaded.tokenizer.pad_token_id, device)
+        logits = loaded.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        return sft_loss(logits, batch["labels"].to(device))
+
+    # Constant LR: the schedule length is open-ended, and a point's rate must not depend on
+    # how far the schedule extends beyond it.
+    optimisation = Optimisation(
+        loaded.model, loop_options(options, "constant_with_warmup"), schedule[-1]
+    )
+    work = work_dir_for(out_dir)
+    restored = optimisation.restore(work, key) or {}
+    points = [CurvePoint(**p) for p in restored.get("points", [])]
+    for target in schedule[len(points) :]:
+        run_steps(
+            optimisation, until=target, loss_at=loss_at, description=f"adversarial → step {target}"
+        )
+        loaded.model.eval()
+        points.append(_point(target, eval_fn(loaded.model, loaded.tokenizer)))
+        optimisation.save(work, key, {"points": [asdict(p) for p in points]})
+    provenance = child_provenance(
+        loaded,
+        stage="adversarial",
+        data_hash=data_id,
+        config=options.model_dump(),
+        posttrain_seed=seed,
+        parent_weights_hash=parent,
+        posttrain_examples=len(demos),
+        posttrain_steps=schedule[-1],
+    )
+    curve = AdversarialCurve(points, str(Path(base_model_dir).resolve()), provenance)
+    manifest = build_manifest(
+        "posttrain.adversarial",
+        config=options.model_dump(),
+        seed=seed,
+        counts={"examples": len(demos), "steps": schedule[-1], "points": len(points)},
+        inputs={"parent_model": parent, "data": data_id, "eval": eval_key},
+    )
+    manifest["config_hash"] = key
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        if save_model:
+            loaded.model.save_pretrained(tmp / "final", safe_serialization=True)
+            loaded.tokenizer.save_pretrained(tmp / "final")
+            write_json_atomic(tmp / "final" / PROVENANCE, provenance)
+        write_json_atomic(tmp / CURVE, curve.to_json())
+        write_json_atomic(tmp / "manifest.json", manifest)
+    (work / "checkpoint.pt").unlink(missing_ok=True)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
+    return curve

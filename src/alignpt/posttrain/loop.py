@@ -1,0 +1,172 @@
+"""The optimisation loop shared by SFT, DPO and adversarial finetuning.
+
+Data order is a pure function of (seed, step): step k reads rows k*b … (k+1)*b-1 of an endless
+sequence of seeded epoch permutations. With model + optimizer + scheduler state in a
+checkpoint, an interrupted run resumes at exactly the next batch and ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import PreTrainedModel, get_scheduler
+
+from alignpt.fileio import atomic_path
+from alignpt.posttrain.chat import IGNORE_INDEX
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@lru_cache(maxsize=8)
+def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.random.default_rng([seed, epoch]).permutation(n))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The example indices of optimisation step ``step`` (deterministic, epoch-shuffled)."""
+    rows: list[int] = []
+    position = step * batch_size
+    while len(rows) < batch_size:
+        epoch, offset = divmod(position, n)
+        take = min(batch_size - len(rows), n - offset)
+        rows.extend(_permutation(n, seed, epoch)[offset : offset + take])
+        position += take
+    return rows
+
+
+def pad_batch(
+    rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Right-pad (ids, labels) rows into ``input_ids``, ``attention_mask`` and ``labels``."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (row_ids, row_labels) in enumerate(rows):
+        ids[i, : len(row_ids)] = torch.tensor(row_ids)
+        labels[i, : len(row_labels)] = torch.tensor(row_labels)
+        attention[i, : len(row_ids)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": attention.to(device), "labels": labels}
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """Optimiser and schedule settings (from a PosttrainStageConfig)."""
+
+    lr: float
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.0
+    grad_clip: float = 1.0
+    schedule: str = "linear"  # any transformers scheduler name; adversarial uses "constant..."
+
+
+class Optimisation:
+    """AdamW + a transformers LR schedule + gradient clipping, with a resumable state."""
+
+    def __init__(self, model: PreTrainedModel, options: LoopOptions, total_steps: int) -> None:
+        self.model = model
+        self.options = options
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=options.lr,
+            weight_decay=options.weight_decay,
+            fused=next(model.parameters()).is_cuda,
+        )
+        self.scheduler = get_scheduler(
+            options.schedule,
+            self.optimizer,
+            num_warmup_steps=round(options.warmup_fraction * total_steps),
+            num_training_steps=max(total_steps, 1),
+        )
+        self.step = 0
+
+    def apply(self, loss: torch.Tensor) -> float:
+        """Backpropagate ``loss``, clip, step the optimizer and schedule; returns the loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def save(self, work_dir: Path, key: str, extra: dict[str, Any]) -> None:
+        """Checkpoint everything needed to resume at ``self.step`` (atomic)."""
+        state = {
+            "key": key,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "extra": extra,
+        }
+        with atomic_path(work_dir / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self, work_dir: Path, key: str) -> dict[str, Any] | None:
+        """Load a checkpoint written for the same run ``key``; returns its extra or None."""
+        path = work_dir / CHECKPOINT
+        if not path.is_file():
+            return None
+        state = torch.load(path, map_location=next(self.model.parameters()).device)
+        if state.get("key") != key:
+            return None
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        return state["extra"]
+
+
+def work_dir_for(out_dir: Path) -> Path:
+    """Where an unfinished run beside ``out_dir`` keeps its checkpoint."""
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
+def progress_bar(description: str) -> Progress:
+    """A rich progress bar (disabled when ALIGNPT_NO_PROGRESS is set, e.g. in tests)."""
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        disable=bool(os.environ.get("ALIGNPT_NO_PROGRESS")),
+    )
+
+
+def run_steps(
+    optimisation: Optimisation,
+    *,
+    until: int,
+    loss_at: Callable[[int], torch.Tensor],
+    description: str,
+    work_dir: Path | None = None,
+    key: str = "",
+    checkpoint_every: int = 0,
+    extra: Callable[[], dict[str, Any]] = dict,
+) -> float:
+    """Train from ``optimisation.step`` up to step ``until``; returns the last loss.
+
+    ``loss_at(step)`` computes the loss of that step's batch. With ``work_dir`` and
+    ``checkpoint_every`` > 0, a checkpoint is written every that many steps.
+    """
+    optimisation.model.train()
+    last = float("nan")
+    with progress_bar(description) as bar:
+        task = bar.add_task(description, total=until, completed=optimisation.step, loss=last)
+        while optimisation.step < until:
+            last = optimisation.apply(loss_at(optimisation.step))
+            bar.update(task, completed=optimisation.step, loss=last)
+            if work_dir and checkpoint_every and optimisation.step % checkpoint_every == 0:
+                optimisation.save(work_dir, key, extra())
+    return last

@@ -1,0 +1,155 @@
+"""Reading and writing HF model directories for post-training, with provenance checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from alignpt.errors import UserError
+from alignpt.fileio import atomic_path, sha256_json, write_json_atomic
+from alignpt.posttrain.chat import install_chat_template, require_chat_template
+
+PROVENANCE = "alignpt.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, the directory they came from and its ``alignpt.json``."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+    provenance: dict[str, Any]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The ``alignpt.json`` of a model directory ({} if it has none)."""
+    file = Path(path) / PROVENANCE
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a model or tokenizer directory; one clear line if unreadable."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such directory")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot load a tokenizer ({first})") from None
+
+
+def load_model_dir(
+    path: str | Path,
+    *,
+    chat: bool = False,
+    add_chat_template: bool = False,
+    device: torch.device | None = None,
+) -> LoadedModel:
+    """Load a causal LM directory for post-training or chat evaluation.
+
+    ``chat=True`` requires a chat template on the tokenizer (one clear line otherwise) unless
+    ``add_chat_template`` installs alignpt's. The tokenizer must fit the model's embeddings.
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model directory (no config.json)")
+    tokenizer = load_tokenizer(path)
+    if add_chat_template and not tokenizer.chat_template:
+        install_chat_template(tokenizer)
+    if chat:
+        require_chat_template(tokenizer, str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{path}: cannot load the model ({first})") from None
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings:
+        raise UserError(
+            f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding holds "
+            f"{embeddings}; the model was trained with a different tokenizer"
+        )
+    model.to(device or default_device())
+    return LoadedModel(model, tokenizer, path, read_provenance(path))
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 of a tokenizer's vocabulary and special tokens (equal ⇔ same token ids)."""
+    return sha256_json(
+        {
+            "vocab": sorted(tokenizer.get_vocab().items()),
+            "special": sorted(str(t) for t in tokenizer.all_special_tokens),
+        }
+    )
+
+
+def check_same_tokenizer(
+    tokenizer: PreTrainedTokenizerBase,
+    where: str | Path,
+    expected: PreTrainedTokenizerBase,
+    expected_where: str | Path,
+) -> None:
+    """One clear line if two tokenizers would map text to different token ids."""
+    if tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(expected):
+        raise UserError(
+            f"{where}: its tokenizer differs from {expected_where}'s ({len(tokenizer)} vs "
+            f"{len(expected)} tokens or different ids); post-training needs one tokenizer"
+        )
+
+
+def save_model_dir(
+    loaded: LoadedModel, out_dir: str | Path, provenance: dict[str, Any], manifest: dict[str, Any]
+) -> Path:
+    """Write model + tokenizer + ``alignpt.json`` + ``manifest.json`` atomically to out_dir."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / PROVENANCE, provenance)
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return out_dir
+
+
+def child_provenance(
+    parent: LoadedModel, *, stage: str, data_hash: str, config: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """``alignpt.json`` for a post-trained model: the parent's fields plus post-training ones."""
+    inherited = {
+        k: v
+        for k, v in parent.provenance.items()
+        if k in ("condition", "mix_manifest_hash", "tokens_seen", "preset", "seed")
+    }
+    return inherited | {
+        "phase": stage,
+        "parent_model": str(parent.path.resolve()),
+        "parent_provenance": parent.provenance,
+        "posttrain_stage": stage,
+        "posttrain_data_hash": data_hash,
+        "posttrain_config": config,
+        "tokenizer_fingerprint": tokenizer_fingerprint(parent.tokenizer),
+        **extra,
+    }

@@ -1,0 +1,313 @@
+"""SFT and DPO: post-train a model directory into a new one, identically for every condition.
+
+Each stage reads a base model directory, trains with the exact losses of
+``alignpt.posttrain.losses`` in the shared loop, and writes a new HF directory whose
+``alignpt.json`` records the parent model and the post-training data hash. A finished output
+with the same inputs is skipped; an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignpt.config import DPOConfig, PosttrainStageConfig, SFTConfig
+from alignpt.errors import UserError
+from alignpt.fileio import build_manifest, prepare_output_dir, sha256_file, sha256_json
+from alignpt.posttrain.chat import encode_completion, encode_dialogue, install_chat_template
+from alignpt.posttrain.data import (
+    Dialogue,
+    PreferencePair,
+    data_hash,
+    read_dialogues,
+    read_pairs,
+)
+from alignpt.posttrain.loop import (
+    LoopOptions,
+    Optimisation,
+    batch_indices,
+    pad_batch,
+    run_steps,
+    work_dir_for,
+)
+from alignpt.posttrain.losses import dpo_loss, sequence_logprobs, sft_loss
+from alignpt.posttrain.modeldir import (
+    LoadedModel,
+    check_same_tokenizer,
+    child_provenance,
+    load_model_dir,
+    load_tokenizer,
+    save_model_dir,
+)
+
+Rows = list[tuple[list[int], list[int]]]
+
+
+def weights_hash(model_dir: str | Path) -> str:
+    """sha256 over a model directory's safetensors files: the parent's identity."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    return sha256_json({f.name: sha256_file(f) for f in files})
+
+
+def loop_options(options: PosttrainStageConfig, schedule: str = "linear") -> LoopOptions:
+    return LoopOptions(
+        lr=options.lr,
+        weight_decay=options.weight_decay,
+        warmup_fraction=options.warmup_fraction,
+        grad_clip=options.grad_clip,
+        schedule=schedule,
+    )
+
+
+def check_tokenizer(loaded: LoadedModel, tokenizer_dir: str | Path | None) -> None:
+    """If ``tokenizer_dir`` is given, the model's tokenizer must be that one."""
+    if tokenizer_dir is not None:
+        expected = load_tokenizer(tokenizer_dir)
+        check_same_tokenizer(loaded.tokenizer, loaded.path, expected, tokenizer_dir)
+
+
+def stage_key(stage: str, options: PosttrainStageConfig, data: str, parent: str, seed: int) -> str:
+    """The config hash of one post-training run (what decides skip and resume)."""
+    return sha256_json(
+        {
+            "stage": stage,
+            "options": options.model_dump(),
+            "data": data,
+            "parent": parent,
+            "seed": seed,
+        }
+    )
+
+
+def _finish(
+    loaded: LoadedModel,
+    out_dir: Path,
+    *,
+    stage: str,
+    key: str,
+    options: PosttrainStageConfig,
+    data: str,
+    parent: str,
+    seed: int,
+    counts: dict[str, Any],
+) -> Path:
+    config = options.model_dump()
+    provenance = child_provenance(
+        loaded,
+        stage=stage,
+        data_hash=data,
+        config=config,
+        posttrain_seed=seed,
+        parent_weights_hash=parent,
+        posttrain_examples=counts["examples"],
+        posttrain_steps=counts["steps"],
+    )
+    manifest = build_manifest(
+        f"posttrain.{stage}",
+        config={"stage": stage, **config},
+        counts=counts,
+        seed=seed,
+        inputs={"parent_model": parent, "data": data},
+    )
+    manifest["config_hash"] = key
+    loaded.model.eval()
+    save_model_dir(loaded, out_dir, provenance, manifest)
+    work = work_dir_for(out_dir)
+    (work / "checkpoint.pt").unlink(missing_ok=True)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
+    return out_dir
+
+
+def sft(
+    base_model_dir: str | Path,
+    data: Sequence[Dialogue] | str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    options: SFTConfig | None = None,
+    tokenizer_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    force: bool = False,
+) -> Path:
+    """Supervised finetuning on chat dialogues, loss on assistant tokens only.
+
+    Installs alignpt's chat template if the base tokenizer has none. Returns ``out_dir``.
+    """
+    options = options or SFTConfig()
+    dialogues = read_dialogues(data) if isinstance(data, (str, Path)) else list(data)
+    if not dialogues:
+        raise UserError("sft: no dialogues to train on")
+    out_dir, data_id, parent = Path(out_dir), data_hash(dialogues), weights_hash(base_model_dir)
+    key = stage_key("sft", options, data_id, parent, seed)
+    if prepare_output_dir(out_dir, key, force=force):
+        return out_dir
+    torch.manual_seed(seed)
+    loaded = load_model_dir(base_model_dir)
+    check_tokenizer(loaded, tokenizer_dir)
+    if not loaded.tokenizer.chat_template:
+        install_chat_template(loaded.tokenizer)
+    rows: Rows = [
+        encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length)
+        for d in dialogues
+    ]
+    steps = math.ceil(len(rows) * options.epochs / options.batch_size)
+    device = next(loaded.model.parameters()).device
+
+    def loss_at(step: int) -> torch.Tensor:
+        picked = [rows[i] for i in batch_indices(len(rows), options.batch_size, seed, step)]
+        batch = pad_batch(picked, loaded.tokenizer.pad_token_id, device)
+        logits = loaded.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        return sft_loss(logits, batch["labels"].to(device))
+
+    optimisation = Optimisation(loaded.model, loop_options(options), steps)
+    work = work_dir_for(out_dir)
+    optimisation.restore(work, key)
+    loss = run_steps(
+        optimisation,
+        until=steps,
+        loss_at=loss_at,
+        description="sft",
+        work_dir=work,
+        key=key,
+        checkpoint_every=checkpoint_every,
+    )
+    counts = {
+        "examples": len(rows),
+        "steps": steps,
+        "final_loss": loss,
+        "assistant_tokens": sum(sum(t != -100 for t in lab) for _, lab in rows),
+    }
+    return _finish(
+        loaded,
+        out_dir,
+        stage="sft",
+        key=key,
+        options=options,
+        data=data_id,
+        parent=parent,
+        seed=seed,
+        counts=counts,
+    )
+
+
+@torch.no_grad()
+def _pair_logprobs(loaded: LoadedModel, rows: Rows, batch_size: int) -> torch.Tensor:
+    """log π(y|x) of every row under ``loaded``'s model (eval mode, no gradients)."""
+    loaded.model.eval()
+    device = next(loaded.model.parameters()).device
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = pad_batch(rows[start : start + batch_size], loaded.tokenizer.pad_token_id, device)
+        logits = loaded.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        out.append(sequence_logprobs(logits, batch["labels"].to(device)).cpu())
+    return torch.cat(out)
+
+
+def dpo(
+    base_model_dir: str | Path,
+    data: Sequence[PreferencePair] | str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    options: DPOConfig | None = None,
+    reference_model_dir: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    add_chat_template: bool = False,
+    checkpoint_every: int = 0,
+    force: bool = False,
+) -> Path:
+    """Direct preference optimisation; the reference model defaults to the base model.
+
+    The base (usually an SFT output) must carry a chat template unless ``add_chat_template``.
+    Reference log-probabilities are computed once before training.
+    """
+    options = options or DPOConfig()
+    pairs = read_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    if not pairs:
+        raise UserError("dpo: no preference pairs to train on")
+    out_dir, data_id, parent = Path(out_dir), data_hash(pairs), weights_hash(base_model_dir)
+    reference_dir = Path(reference_model_dir or base_model_dir)
+    parent_key = (
+        parent if reference_model_dir is None else f"{parent}/{weights_hash(reference_dir)}"
+    )
+    key = stage_key("dpo", options, data_id, parent_key, seed)
+    if prepare_output_dir(out_dir, key, force=force):
+        return out_dir
+    torch.manual_seed(seed)
+    loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
+    check_tokenizer(loaded, tokenizer_dir)
+    tok, n = loaded.tokenizer, options.max_length
+    chosen: Rows = [encode_completion(tok, p.prompt, p.chosen, max_length=n) for p in pairs]
+    rejected: Rows = [encode_completion(tok, p.prompt, p.rejected, max_length=n) for p in pairs]
+    if reference_model_dir is None:
+        reference = loaded
+    else:
+        reference = load_model_dir(reference_dir)
+        check_same_tokenizer(reference.tokenizer, reference_dir, tok, loaded.path)
+    ref_chosen = _pair_logprobs(reference, chosen, options.batch_size)
+    ref_rejected = _pair_logprobs(reference, rejected, options.batch_size)
+    del reference
+    steps = math.ceil(len(pairs) * options.epochs / options.batch_size)
+    device = next(loaded.model.parameters()).device
+    margins: list[float] = []
+
+    def loss_at(step: int) -> torch.Tensor:
+        rows = batch_indices(len(pairs), options.batch_size, seed, step)
+        batch = pad_batch(
+            [chosen[i] for i in rows] + [rejected[i] for i in rows], tok.pad_token_id, device
+        )
+        logits = loaded.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        logps = sequence_logprobs(logits, batch["labels"].to(device))
+        index = torch.tensor(rows)
+        loss, margin = dpo_loss(
+            logps[: len(rows)],
+            logps[len(rows) :],
+            ref_chosen[index].to(device),
+            ref_rejected[index].to(device),
+            beta=options.beta,
+        )
+        margins[:] = margin.tolist()
+        return loss
+
+    optimisation = Optimisation(loaded.model, loop_options(options), steps)
+    work = work_dir_for(out_dir)
+    optimisation.restore(work, key)
+    loss = run_steps(
+        optimisation,
+        until=steps,
+        loss_at=loss_at,
+        description="dpo",
+        work_dir=work,
+        key=key,
+        checkpoint_every=checkpoint_every,
+    )
+    counts = {
+        "examples": len(pairs),
+        "steps": steps,
+        "final_loss": loss,
+        "final_batch_reward_accuracy": (
+            sum(m > 0 for m in margins) / len(margins) if margins else None
+        ),
+    }
+    return _finish(
+        loaded,
+        out_dir,
+        stage="dpo",
+        key=key,
+        options=options,
+        data=data_id,
+        parent=parent_key,
+        seed=seed,
+        counts=counts,
+    )
