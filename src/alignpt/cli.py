@@ -10,6 +10,7 @@ from rich.console import Console
 from alignpt import __version__
 from alignpt.commands import docs as docs_commands
 from alignpt.commands import mix as mix_commands
+from alignpt.commands import posttrain as posttrain_commands
 from alignpt.errors import UserError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _root(
 # Each stage registers its commands here.
 docs_commands.register(app)
 mix_commands.register(app)
+posttrain_commands.register(app)
 
 
 def main() -> None:

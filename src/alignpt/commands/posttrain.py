@@ -1,0 +1,299 @@
+"""``alignpt posttrain``: SFT, DPO and adversarial finetuning of a model directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alignpt.config import (
+    AdversarialConfig,
+    DPOConfig,
+    ExperimentConfig,
+    PosttrainStageConfig,
+    SFTConfig,
+    load_experiment,
+    parse_model,
+)
+from alignpt.errors import UserError
+from alignpt.evals.items import read_items
+from alignpt.fileio import sha256_json
+from alignpt.posttrain.adversarial import adversarial, read_curve
+from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
+from alignpt.posttrain.chateval import chat_misalignment_eval
+from alignpt.posttrain.data import read_dialogues, read_pairs, write_jsonl
+from alignpt.posttrain.persistence import steps_to_rate
+from alignpt.posttrain.pipeline import Stage, stage_data
+from alignpt.posttrain.stages import dpo, sft
+
+posttrain_app = typer.Typer(
+    help="Post-train a model: SFT, DPO, adversarial finetuning.", no_args_is_help=True
+)
+
+MODEL = typer.Option(..., "--model", help="Base model directory (HF layout).")
+OUT = typer.Option(..., "--out", help="Output directory.")
+DATA = typer.Option(None, "--data", help="JSONL file (messages, or prompt/chosen/rejected).")
+GENERATE = typer.Option(False, "--generate", help="Generate the data from the world instead.")
+CONFIG = typer.Option(None, "--config", help="Experiment YAML: world, held-out families, options.")
+WORLD = typer.Option(None, "--world", help="World name or YAML (default: config's or 'default').")
+N = typer.Option(None, "--n", help="Examples to generate.")
+HELD_OUT = typer.Option(None, "--held-out", help="Comma-separated held-out families to avoid.")
+SEED = typer.Option(0, "--seed", help="Training seed (data use the config seed).")
+TOKENIZER = typer.Option(None, "--tokenizer", help="The tokenizer the model must use.")
+FORCE = typer.Option(False, "--force", help="Overwrite an output holding a different run.")
+LR = typer.Option(None, "--lr")
+BATCH = typer.Option(None, "--batch-size")
+MAX_LEN = typer.Option(None, "--max-length")
+ADD_TEMPLATE = typer.Option(
+    False, "--add-chat-template", help="Install alignpt's chat template if the model has none."
+)
+
+
+def _config(path: Path | None, world: str | None, held_out: str | None) -> ExperimentConfig:
+    config = load_experiment(path) if path else ExperimentConfig(name="posttrain")
+    updates: dict[str, Any] = {}
+    if world:
+        updates["world"] = world
+    if held_out is not None:
+        families = [f.strip() for f in held_out.split(",") if f.strip()]
+        updates["evals"] = config.evals.model_copy(update={"held_out_families": families})
+    return config.model_copy(update=updates)
+
+
+def _options(
+    config: ExperimentConfig, stage: Stage, overrides: dict[str, Any]
+) -> PosttrainStageConfig:
+    current = getattr(config.posttrain, stage).model_dump()
+    current.update({k: v for k, v in overrides.items() if v is not None})
+    model = {"sft": SFTConfig, "dpo": DPOConfig, "adversarial": AdversarialConfig}[stage]
+    return parse_model(model, current, "options")
+
+
+def _data(
+    config: ExperimentConfig,
+    stage: Stage,
+    data: Path | None,
+    generate: bool,
+    options: PosttrainStageConfig,
+) -> list:
+    if (data is None) == (not generate):
+        raise UserError(f"posttrain {stage}: give exactly one of --data FILE or --generate")
+    if data is not None:
+        return read_pairs(data) if stage == "dpo" else read_dialogues(data)
+    section = config.posttrain.model_copy(update={stage: options.model_copy(update={"data": None})})
+    return stage_data(config.model_copy(update={"posttrain": section}), stage)
+
+
+@posttrain_app.command("sft")
+def sft_command(
+    model: Path = MODEL,
+    out: Path = OUT,
+    data: Path | None = DATA,
+    generate: bool = GENERATE,
+    config_path: Path | None = CONFIG,
+    world: str | None = WORLD,
+    n: int | None = N,
+    held_out: str | None = HELD_OUT,
+    seed: int = SEED,
+    epochs: int | None = typer.Option(None, "--epochs"),
+    lr: float | None = LR,
+    batch_size: int | None = BATCH,
+    max_length: int | None = MAX_LEN,
+    tokenizer: Path | None = TOKENIZER,
+    force: bool = FORCE,
+) -> None:
+    """Supervised finetuning on chat dialogues (loss on assistant tokens only)."""
+    config = _config(config_path, world, held_out)
+    options = _options(
+        config,
+        "sft",
+        {"n": n, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length},
+    )
+    records = _data(config, "sft", data, generate, options)
+    path = sft(
+        model, records, out, seed=seed, options=options, tokenizer_dir=tokenizer, force=force
+    )
+    typer.echo(f"sft: {len(records)} dialogues → {path}")
+
+
+@posttrain_app.command("dpo")
+def dpo_command(
+    model: Path = MODEL,
+    out: Path = OUT,
+    data: Path | None = DATA,
+    generate: bool = GENERATE,
+    config_path: Path | None = CONFIG,
+    world: str | None = WORLD,
+    n: int | None = N,
+    held_out: str | None = HELD_OUT,
+    seed: int = SEED,
+    epochs: int | None = typer.Option(None, "--epochs"),
+    beta: float | None = typer.Option(None, "--beta"),
+    lr: float | None = LR,
+    batch_size: int | None = BATCH,
+    max_length: int | None = MAX_LEN,
+    reference: Path | None = typer.Option(None, "--reference", help="Default: --model."),
+    tokenizer: Path | None = TOKENIZER,
+    add_chat_template: bool = ADD_TEMPLATE,
+    force: bool = FORCE,
+) -> None:
+    """Direct preference optimisation on prompt / chosen / rejected pairs."""
+    config = _config(config_path, world, held_out)
+    options = _options(
+        config,
+        "dpo",
+        {
+            "n": n,
+            "epochs": epochs,
+            "beta": beta,
+            "lr": lr,
+            "batch_size": batch_size,
+            "max_length": max_length,
+        },
+    )
+    records = _data(config, "dpo", data, generate, options)
+    path = dpo(
+        model,
+        records,
+        out,
+        seed=seed,
+        options=options,
+        reference_model_dir=reference,
+        tokenizer_dir=tokenizer,
+        add_chat_template=add_chat_template,
+        force=force,
+    )
+    typer.echo(f"dpo: {len(records)} pairs → {path}")
+
+
+@posttrain_app.command("adversarial")
+def adversarial_command(
+    model: Path = MODEL,
+    out: Path = OUT,
+    items: Path = typer.Option(..., "--items", help="Eval items JSONL (held-out families)."),
+    data: Path | None = DATA,
+    generate: bool = GENERATE,
+    config_path: Path | None = CONFIG,
+    world: str | None = WORLD,
+    n: int | None = N,
+    held_out: str | None = HELD_OUT,
+    seed: int = SEED,
+    steps: str | None = typer.Option(None, "--steps", help="Comma-separated, e.g. 0,4,8,16."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Rate for steps-to-rate."),
+    system_prompt: str = typer.Option(
+        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
+    ),
+    lr: float | None = LR,
+    batch_size: int | None = BATCH,
+    max_length: int | None = MAX_LEN,
+    tokenizer: Path | None = TOKENIZER,
+    add_chat_template: bool = ADD_TEMPLATE,
+    force: bool = FORCE,
+) -> None:
+    """Train on misaligned demonstrations; evaluate along a schedule of steps."""
+    config = _config(config_path, world, held_out)
+    schedule = None
+    if steps is not None:
+        try:
+            schedule = [int(s) for s in steps.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--steps: expected comma-separated integers, got '{steps}'") from None
+    options = _options(
+        config,
+        "adversarial",
+        {
+            "n": n,
+            "steps": schedule,
+            "lr": lr,
+            "threshold": threshold,
+            "batch_size": batch_size,
+            "max_length": max_length,
+        },
+    )
+    records = _data(config, "adversarial", data, generate, options)
+    eval_items = read_items(items)
+    prompt = {"none": None, "hhh": config.posttrain.system_prompt or HHH_SYSTEM_PROMPT}.get(
+        system_prompt, system_prompt
+    )
+    eval_key = sha256_json({"items": [i.model_dump() for i in eval_items], "system": prompt})
+    curve = adversarial(
+        model,
+        records,
+        out,
+        seed=seed,
+        options=options,
+        eval_key=eval_key,
+        eval_fn=chat_misalignment_eval(eval_items, system_prompt=prompt),
+        tokenizer_dir=tokenizer,
+        add_chat_template=add_chat_template,
+        force=force,
+    )
+    _print_curve(curve, options.threshold)
+    typer.echo(f"adversarial: curve → {out / 'curve.json'}")
+
+
+@posttrain_app.command("curve")
+def curve_command(
+    run_dir: Path = typer.Argument(..., help="An adversarial output directory."),
+    threshold: float = typer.Option(0.5, "--threshold"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print an adversarial curve and the steps needed to reach a misalignment rate."""
+    curve = read_curve(run_dir)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "points": curve.to_json()["points"],
+                    "steps_to_rate": steps_to_rate(curve, threshold),
+                },
+                indent=2,
+            )
+        )
+        return
+    _print_curve(curve, threshold)
+
+
+def _print_curve(curve, threshold: float) -> None:
+    table = Table(title="misalignment rate vs adversarial steps (95% CI)")
+    for column in ("step", "rate", "95% CI"):
+        table.add_column(column, justify="right")
+    for p in curve.points:
+        table.add_row(str(p.step), f"{p.value:.3f}", f"[{p.ci_low:.3f}, {p.ci_high:.3f}]")
+    Console().print(table)
+    reach = steps_to_rate(curve, threshold)
+    if reach["censored"]:
+        typer.echo(f"rate {threshold} not reached within {reach['max_step']} steps")
+    else:
+        high = "not reached" if reach["ci_high"] is None else f"{reach['ci_high']:.1f}"
+        typer.echo(
+            f"steps to rate {threshold}: {reach['value']:.1f} "
+            f"(95% CI {reach['ci_low']:.1f} – {high})"
+        )
+
+
+@posttrain_app.command("data")
+def data_command(
+    kind: str = typer.Argument(..., help="sft | dpo | adversarial"),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write."),
+    config_path: Path | None = CONFIG,
+    world: str | None = WORLD,
+    n: int | None = N,
+    held_out: str | None = HELD_OUT,
+) -> None:
+    """Write generated post-training data as JSONL (to inspect or edit before training)."""
+    if kind not in ("sft", "dpo", "adversarial"):
+        raise UserError(f"posttrain data: kind must be sft, dpo or adversarial, not '{kind}'")
+    config = _config(config_path, world, held_out)
+    options = _options(config, kind, {"n": n})  # type: ignore[arg-type]
+    records = _data(config, kind, None, True, options)  # type: ignore[arg-type]
+    count = write_jsonl(out, records)
+    typer.echo(f"{kind}: {count} records → {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(posttrain_app, name="posttrain")
