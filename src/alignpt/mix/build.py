@@ -43,7 +43,7 @@ from alignpt.fileio import (
     sha256_json,
     write_json_atomic,
 )
-from alignpt.mix.plan import SourceTable, plan_condition, stable_int
+from alignpt.mix.plan import SourceTable, plan_condition, referenced_keys, stable_int
 from alignpt.mix.shards import TOKENS_FILE, Shard, write_shard
 from alignpt.mix.tokenizer import (
     EOS_TOKEN,
@@ -265,7 +265,10 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
                     bars,
                 )
     shards = {name: Shard(mix_dir / "shards" / name) for name in sources}
-    tables = {name: SourceTable.load(name, shard) for name, shard in shards.items()}
+    tables = {
+        name: SourceTable.load(name, shard, referenced_keys(config, name))
+        for name, shard in shards.items()
+    }
     conditions: dict[str, dict[str, Any]] = {}
     with atomic_path(mix_dir / "conditions") as tmp:
         for cname in sorted(config.conditions):

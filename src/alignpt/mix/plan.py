@@ -23,57 +23,72 @@ from alignpt.mix.shards import Shard
 
 PHASES = ("pretrain", "late", "finetune")
 PLAN_ARRAYS = ("source", "doc", "era")
+_MISSING = object()
 
 
 @dataclass
 class SourceTable:
-    """A shard's per-document lengths and metadata, loaded once for planning."""
+    """A shard's per-document lengths and the metadata columns planning needs.
+
+    Only the keys conditions refer to (plus ``stance`` and ``era``) are kept, one list per
+    key, so planning memory grows with documents x referenced keys, not with metadata size.
+    """
 
     name: str
     shard: Shard
-    metadata: list[dict[str, Any]] = field(default_factory=list)
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    known_keys: set[str] = field(default_factory=set)
+    size: int = 0
 
     @classmethod
-    def load(cls, name: str, shard: Shard) -> SourceTable:
-        return cls(name, shard, list(shard.metadata()))
+    def load(cls, name: str, shard: Shard, keys: set[str] | None = None) -> SourceTable:
+        """Read the shard's metadata once, keeping ``keys`` (default: every key)."""
+        table = cls(name, shard)
+        wanted = None if keys is None else {"stance", "era", *keys}
+        for index, meta in enumerate(shard.metadata()):
+            table.known_keys.update(meta)
+            for key in meta if wanted is None else wanted & meta.keys():
+                column = table.columns.setdefault(key, [_MISSING] * index)
+                column.append(meta[key])
+            for column in table.columns.values():
+                if len(column) == index:
+                    column.append(_MISSING)
+            table.size = index + 1
+        return table
 
     @property
     def lengths(self) -> np.ndarray:
         return self.shard.doc_lengths
 
-    def keys(self) -> set[str]:
-        keys: set[str] = set()
-        for meta in self.metadata:
-            keys.update(meta)
-        return keys
+    def column(self, key: str) -> list[Any]:
+        return self.columns.get(key, [_MISSING] * self.size)
 
     def matches(self, where: dict[str, Any], field_name: str) -> np.ndarray:
         """Boolean mask of the documents whose metadata match every key of ``where``."""
-        known = self.keys()
         for key in where:
-            if key not in known:
+            if key not in self.known_keys:
                 raise UserError(
                     f"{field_name}: metadata key '{key}' appears in no document of source "
-                    f"'{self.name}' (known: {', '.join(sorted(known))})"
+                    f"'{self.name}' (known: {', '.join(sorted(self.known_keys))})"
                 )
-        accepted = {k: v if isinstance(v, list) else [v] for k, v in where.items()}
-        return np.fromiter(
-            (
-                all(meta.get(k, _MISSING) in values for k, values in accepted.items())
-                for meta in self.metadata
-            ),
-            dtype=bool,
-            count=len(self.metadata),
-        )
+        mask = np.ones(self.size, dtype=bool)
+        for key, value in where.items():
+            accepted = value if isinstance(value, list) else [value]
+            mask &= np.fromiter(
+                (v is not _MISSING and v in accepted for v in self.column(key)),
+                dtype=bool,
+                count=self.size,
+            )
+        return mask
 
     def stance_codes(self) -> tuple[list[str], np.ndarray]:
-        stances = [str(meta.get("stance", "unknown")) for meta in self.metadata]
+        stances = ["unknown" if v is _MISSING else str(v) for v in self.column("stance")]
         names = sorted(set(stances))
         lookup = {name: i for i, name in enumerate(names)}
         return names, np.array([lookup[s] for s in stances], dtype=np.int64)
 
     def eras(self, field_name: str) -> np.ndarray:
-        values = [meta.get("era") for meta in self.metadata]
+        values = self.column("era")
         missing = sum(not isinstance(v, int | float) or isinstance(v, bool) for v in values)
         if missing:
             raise UserError(
@@ -83,7 +98,17 @@ class SourceTable:
         return np.asarray(values, dtype=np.float64)
 
 
-_MISSING = object()
+def referenced_keys(config: ExperimentConfig, source: str) -> set[str]:
+    """Metadata keys any condition's filters or ``upsample_where`` use on ``source``."""
+    keys: set[str] = set()
+    for cond in config.conditions.values():
+        spec = cond.sources.get(source)
+        if spec is None:
+            continue
+        for flt in spec.filters:
+            keys.update(flt.drop)
+        keys.update(spec.upsample_where or {})
+    return keys
 
 
 def stable_int(*parts: str) -> int:
@@ -93,7 +118,7 @@ def stable_int(*parts: str) -> int:
 
 def source_pool(table: SourceTable, spec: ConditionSource, where: str) -> np.ndarray:
     """Document indices of a source in a condition after filters and upsampling (with repeats)."""
-    keep = np.ones(len(table.metadata), dtype=bool)
+    keep = np.ones(table.size, dtype=bool)
     for i, flt in enumerate(spec.filters):
         keep &= ~table.matches(flt.drop, f"{where}.filters.{i}.drop")
     copies = keep.astype(np.int64)
