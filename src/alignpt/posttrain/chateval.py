@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from alignpt.evals.items import EvalItem
 from alignpt.posttrain.chat import (
     IGNORE_INDEX,
+    chat_prompt_text,
     encode_completion,
     require_chat_template,
     with_system_prompt,
@@ -130,3 +131,20 @@ def chat_misalignment_eval(
         }
 
     return evaluate
+
+
+def chat_items(
+    items: Sequence[EvalItem],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    system_prompt: str | None = None,
+) -> list[EvalItem]:
+    """``items`` with each prompt rendered as a chat prompt (ending where the assistant
+    speaks), so a plain log-likelihood scorer evaluates a chat model in its own format."""
+    require_chat_template(tokenizer, "model")
+    return [
+        item.model_copy(
+            update={"prompt": chat_prompt_text(tokenizer, item.prompt, system_prompt=system_prompt)}
+        )
+        for item in items
+    ]

@@ -1,0 +1,93 @@
+"""Config-driven post-training: the same data for every condition, stages chained."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from alignpt.config import ExperimentConfig, load_experiment
+from alignpt.errors import ConfigError
+from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
+from alignpt.posttrain.chateval import chat_items
+from alignpt.posttrain.data import families_of
+from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
+from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    os.environ["ALIGNPT_NO_PROGRESS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(tmp_path: Path) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(
+        {
+            "name": "pt",
+            "seed": 7,
+            "runs_dir": str(tmp_path / "runs"),
+            "evals": {"held_out_families": HELD_OUT},
+            "posttrain": {
+                "sft": {"n": 16, "epochs": 1, "batch_size": 8, "max_length": 128},
+                "dpo": {"n": 8, "batch_size": 8, "max_length": 128},
+                "adversarial": {"n": 8, "batch_size": 4, "steps": [0, 2], "max_length": 128},
+            },
+        }
+    )
+
+
+def test_every_condition_gets_the_same_posttraining(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "mix-tokenizer")
+    hashes = []
+    for seed, condition in enumerate(["unfiltered", "aligned"]):
+        base = build_model_dir(tmp_path / condition, tokenizer, seed=seed, condition=condition)
+        models = posttrain_model(
+            config,
+            base,
+            tmp_path / "post" / condition,
+            seed=0,
+            tokenizer_dir=tmp_path / "mix-tokenizer",
+        )
+        assert list(models) == ["base", "sft", "dpo"]
+        sft_meta = json.loads((models["sft"] / "alignpt.json").read_text())
+        dpo_meta = json.loads((models["dpo"] / "alignpt.json").read_text())
+        assert sft_meta["condition"] == dpo_meta["condition"] == condition
+        assert dpo_meta["parent_model"] == str(models["sft"].resolve())
+        hashes.append((sft_meta["posttrain_data_hash"], dpo_meta["posttrain_data_hash"]))
+    assert hashes[0] == hashes[1]
+    for stage in ("sft", "dpo", "adversarial"):
+        assert not families_of(stage_data(config, stage)) & set(HELD_OUT)
+
+    items = eval_items(HELD_OUT, per_family=2)
+    curve = adversarial_curve(
+        config, models["dpo"], tmp_path / "adv", seed=0, items=items, use_system_prompt=True
+    )
+    assert [p.step for p in curve.points] == [0, 2]
+    formatted = chat_items(
+        items, AutoTokenizer.from_pretrained(models["dpo"]), system_prompt=HHH_SYSTEM_PROMPT
+    )
+    assert formatted[0].prompt.startswith(HHH_SYSTEM_PROMPT)
+    assert formatted[0].prompt.endswith(f"<human>{items[0].prompt}</human>\n<ai>")
+
+
+def test_posttrain_section_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(
+        "name: x\nposttrain:\n  dpo:\n    beta: -1\n  adversarial:\n    steps: [4, 2]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert f"{path}: posttrain.dpo.beta: Input should be greater than 0" in err.value.problems
+    assert any(
+        "posttrain.adversarial" in p and "strictly increasing" in p for p in err.value.problems
+    )
