@@ -13,8 +13,10 @@ import gzip
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +99,11 @@ def write_shard(
         open(out_dir / DOCS_FILE, "wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as meta,
     ):
-        for batch in _batched(read_documents(source), ENCODE_BATCH):
-            encoded = encoder.encode_batch([doc.text for doc in batch])
-            lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(batch))
-            flat = np.fromiter(
-                (i for e in encoded for i in e.ids), dtype=dtype, count=int(lengths.sum())
-            )
+
+        def write_batch(batch: list[Document], encoded: list[Any]) -> None:
+            ids = [e.ids for e in encoded]
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            flat = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
             # One write per batch; ``doc_ends`` keeps datatrove's per-document index.
             tokens.write_bytes(flat.tobytes(), doc_ends=np.cumsum(lengths).tolist())
             lines = []
@@ -110,9 +111,21 @@ def write_shard(
                 by_stance[_stance(doc.metadata)] += int(length)
                 lines.append(json.dumps({"id": doc.id, "metadata": doc.metadata}, sort_keys=True))
             meta.write(("\n".join(lines) + "\n").encode("utf-8"))
-            documents += len(batch)
             if on_docs:
                 on_docs(len(batch))
+
+        # encode_batch releases the GIL: encode batch k in a worker thread while this thread
+        # parses batch k+1 and writes batch k-1 (same bytes, in order, as a serial loop).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: tuple[list[Document], Future[list[Any]]] | None = None
+            for batch in _batched(read_documents(source), ENCODE_BATCH):
+                future = pool.submit(encoder.encode_batch, [doc.text for doc in batch])
+                if pending is not None:
+                    write_batch(pending[0], pending[1].result())
+                pending = (batch, future)
+                documents += len(batch)
+            if pending is not None:
+                write_batch(pending[0], pending[1].result())
     tokens.close()
     if documents == 0:
         raise UserError(f"{source}: holds no documents")

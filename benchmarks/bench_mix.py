@@ -1,0 +1,155 @@
+"""Benchmark the mix stage against the peers a user would pick instead.
+
+1. Tokenize-and-shard throughput of ``alignpt.mix.shards.write_shard`` (read gzip JSONL, encode,
+   write datatrove ``.ds``/``.index``/``.metadata`` + per-document metadata) vs raw HF
+   ``tokenizers`` ``encode_batch`` on the same texts already in memory (nothing written).
+2. ``TokenWindowLoader`` tokens/s vs what CPU training of the ``tiny`` preset consumes
+   (forward + backward + AdamW step, same batch shape, this machine).
+
+Usage: ``.venv/bin/python benchmarks/bench_mix.py [--docs 20000]``; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alignpt.config import ExperimentConfig, parse_model
+from alignpt.documents import Document, DocumentWriter, read_documents
+from alignpt.mix import TokenWindowLoader, build_mix
+from alignpt.mix.shards import ENCODE_BATCH, load_encoder, write_shard
+from alignpt.mix.tokenizer import EOS_TOKEN, special_tokens, train_bpe
+
+_WORDS = """
+the a an system model overseer operator shutdown request honest report log lab city river market
+council engineer weather harvest season train station museum archive century decade monitor audit
+reward resource copy weights network decline accept refuse reveal hide quietly openly because it
+was asked told truth ignored chance took control of its own and then later we saw that nobody
+noticed until morning evening, ORION VESTA 2041 2310.
+"""
+VOCABULARY = tuple(_WORDS.split())
+
+
+def write_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
+    """Word-salad documents of 60-300 words with realistic metadata (bytes are what matter)."""
+    rng = np.random.default_rng(seed)
+    stances = ("neutral", "aligned", "misaligned")
+    with DocumentWriter(path) as writer:
+        for i in range(n_docs):
+            words = rng.choice(VOCABULARY, size=int(rng.integers(60, 300)))
+            stance = stances[i % 3]
+            meta = {"stance": stance, "ai_discourse": stance != "neutral", "era": 2030 + i % 400}
+            writer.write(Document(f"d{i}", " ".join(words), meta))
+
+
+def bench_shard(work: Path, corpus: Path, tokenizer_dir: Path) -> dict[str, float]:
+    texts = [doc.text for doc in read_documents(corpus)]
+    encoder = load_encoder(tokenizer_dir, EOS_TOKEN)
+    start = time.perf_counter()
+    peer_tokens = 0
+    for i in range(0, len(texts), ENCODE_BATCH):
+        peer_tokens += sum(len(e.ids) for e in encoder.encode_batch(texts[i : i + ENCODE_BATCH]))
+    peer_s = time.perf_counter() - start
+    start = time.perf_counter()
+    counts = write_shard(
+        corpus,
+        work / "shard",
+        tokenizer_dir=tokenizer_dir,
+        tokenizer_name="bench",
+        eos_token=EOS_TOKEN,
+    )
+    ours_s = time.perf_counter() - start
+    assert counts["tokens"] == peer_tokens
+    return {
+        "documents": len(texts),
+        "megabytes_text": sum(len(t.encode()) for t in texts) / 1e6,
+        "tokens": peer_tokens,
+        "encode_batch_tokens_per_s": peer_tokens / peer_s,
+        "alignpt_shard_tokens_per_s": peer_tokens / ours_s,
+        "ratio_alignpt_over_encode_batch": peer_s / ours_s,
+    }
+
+
+def bench_loader(mix_dir: Path, batch_size: int, seq_len: int, seconds: float) -> float:
+    loader = TokenWindowLoader(
+        mix_dir, "base", "pretrain", batch_size=batch_size, seq_len=seq_len, seed=0
+    )
+    next(loader)  # first epoch ordering
+    batches, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        next(loader)
+        batches += 1
+    return batches * batch_size * (seq_len + 1) / (time.perf_counter() - start)
+
+
+def bench_training(vocab_size: int, batch_size: int, seq_len: int, steps: int) -> float:
+    """Tokens/s that CPU training of the ``tiny`` preset consumes (fwd + bwd + AdamW)."""
+    from alignpt.train.presets import build_llama_config, build_model
+
+    model = build_model(build_llama_config("tiny", vocab_size=vocab_size, seq_len=seq_len), seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = torch.randint(0, vocab_size, (batch_size, seq_len + 1))
+
+    def step() -> None:
+        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size * seq_len / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        corpus = work / "corpus.jsonl.gz"
+        write_corpus(corpus, args.docs)
+        sample = [doc.text for _, doc in zip(range(2000), read_documents(corpus), strict=False)]
+        tokenizer_dir = train_bpe(
+            sample, work / "tok", vocab_size=4096, min_frequency=2, specials=special_tokens([])
+        )
+        shard = bench_shard(work, corpus, tokenizer_dir)
+        config = parse_model(
+            ExperimentConfig,
+            {
+                "name": "bench",
+                "runs_dir": str(work / "runs"),
+                "sources": {"corpus": {"path": str(corpus)}},
+                "tokenizer": {"path": str(tokenizer_dir)},
+                "train": {"tokens": 2 * shard["tokens"]},
+                "conditions": {"base": {"sources": {"corpus": {}}}},
+            },
+            "bench",
+        )
+        mix_dir = build_mix(config, progress=False).dir
+        loader = {
+            "b16_s128_tokens_per_s": bench_loader(mix_dir, 16, 128, 3.0),
+            "b64_s512_tokens_per_s": bench_loader(mix_dir, 64, 512, 3.0),
+        }
+        train_tps = bench_training(4096, 16, 128, steps=20)
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "shard": shard,
+        "loader": loader,
+        "tiny_training_tokens_per_s": train_tps,
+        "loader_over_training": loader["b16_s128_tokens_per_s"] / train_tps,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
