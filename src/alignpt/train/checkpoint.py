@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils.logging import disable_progress_bar
 
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, write_json_atomic
@@ -39,6 +40,7 @@ def save_model_dir(
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write an HF model directory (safetensors + tokenizer + ``alignpt.json``) at ``dest``."""
+    disable_progress_bar()  # transformers' per-shard bar would break our own progress line
     model.save_pretrained(dest, state_dict=state_dict)
     tokenizer.save_pretrained(dest)
     write_json_atomic(dest / PROVENANCE, provenance)

@@ -148,9 +148,6 @@ class Trainer:
         self.tokens_per_step = tokens_per_step(self.train, spec.seq_len)
         self.total_steps = sum(p.steps for p in spec.plan)
         self.ckpt_root = spec.out_dir / "checkpoints"
-        if ctx.device.type == "cpu":
-            # Bit-exact resume and reproducible runs on CPU.
-            torch.use_deterministic_algorithms(True, warn_only=True)
         self.optimizer = adamw(self.raw_model, self.train, ctx.device)
         self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
         compile_model = (
@@ -237,8 +234,8 @@ class Trainer:
         for index in range(pos.phase_index, len(self.spec.plan)):
             phase = self.spec.plan[index]
             pos.phase_index = index
-            if pos.phase_step >= phase.steps:
-                pos.phase_step = 0
+            if pos.phase_step >= phase.steps:  # resumed from this phase's end checkpoint
+                pos.phase_step, pos.loader_states = 0, None
                 continue
             loader = self.make_loader(phase.name)
             if pos.loader_states is not None:
