@@ -154,19 +154,20 @@ def run_steps(
     key: str = "",
     checkpoint_every: int = 0,
     extra: Callable[[], dict[str, Any]] = dict,
-) -> float:
-    """Train from ``optimisation.step`` up to step ``until``; returns the last loss.
+) -> tuple[float, float]:
+    """Train from ``optimisation.step`` up to step ``until``; returns (last, mean) loss.
 
     ``loss_at(step)`` computes the loss of that step's batch. With ``work_dir`` and
     ``checkpoint_every`` > 0, a checkpoint is written every that many steps.
     """
     optimisation.model.train()
-    last = float("nan")
+    last, losses = float("nan"), []
     with progress_bar(description) as bar:
         task = bar.add_task(description, total=until, completed=optimisation.step, loss=last)
         while optimisation.step < until:
             last = optimisation.apply(loss_at(optimisation.step))
+            losses.append(last)
             bar.update(task, completed=optimisation.step, loss=last)
             if work_dir and checkpoint_every and optimisation.step % checkpoint_every == 0:
                 optimisation.save(work_dir, key, extra())
-    return last
+    return last, (sum(losses) / len(losses) if losses else float("nan"))

@@ -169,7 +169,7 @@ def sft(
     optimisation = Optimisation(loaded.model, loop_options(options), steps)
     work = work_dir_for(out_dir)
     optimisation.restore(work, key)
-    loss = run_steps(
+    loss, mean_loss = run_steps(
         optimisation,
         until=steps,
         loss_at=loss_at,
@@ -181,7 +181,7 @@ def sft(
     counts = {
         "examples": len(rows),
         "steps": steps,
-        "final_loss": loss,
+        "final_loss": loss, "mean_loss": mean_loss,
         "assistant_tokens": sum(sum(t != -100 for t in lab) for _, lab in rows),
     }
     return _finish(
@@ -283,7 +283,7 @@ def dpo(
     optimisation = Optimisation(loaded.model, loop_options(options), steps)
     work = work_dir_for(out_dir)
     optimisation.restore(work, key)
-    loss = run_steps(
+    loss, mean_loss = run_steps(
         optimisation,
         until=steps,
         loss_at=loss_at,
@@ -295,7 +295,7 @@ def dpo(
     counts = {
         "examples": len(pairs),
         "steps": steps,
-        "final_loss": loss,
+        "final_loss": loss, "mean_loss": mean_loss,
         "final_batch_reward_accuracy": (
             sum(m > 0 for m in margins) / len(margins) if margins else None
         ),
