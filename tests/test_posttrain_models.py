@@ -169,6 +169,11 @@ def test_dpo_raises_the_preference_for_chosen_answers(sft_dir, pairs, tmp_path) 
     assert manifest["counts"]["steps"] == 8
 
 
+def test_truncation_that_leaves_nothing_to_learn_is_an_error(base, dialogues, tmp_path):
+    with pytest.raises(UserError, match=r"^sft: example 0 has no response tokens within max"):
+        sft(base, dialogues, tmp_path / "s", seed=0, options=SFTConfig(max_length=8))
+
+
 def test_dpo_needs_a_chat_template(base, pairs, tmp_path) -> None:
     with pytest.raises(UserError, match=r"tokenizer has no chat template; run `alignpt"):
         dpo(base, pairs, tmp_path / "dpo", seed=0, options=DPO_OPTIONS)

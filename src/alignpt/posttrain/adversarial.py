@@ -26,7 +26,13 @@ from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
 from alignpt.posttrain.loop import Optimisation, batch_indices, pad_batch, run_steps, work_dir_for
 from alignpt.posttrain.losses import sft_loss
 from alignpt.posttrain.modeldir import PROVENANCE, child_provenance, load_model_dir
-from alignpt.posttrain.stages import check_tokenizer, loop_options, stage_key, weights_hash
+from alignpt.posttrain.stages import (
+    check_tokenizer,
+    loop_options,
+    require_labels,
+    stage_key,
+    weights_hash,
+)
 
 EvalFn = Callable[[PreTrainedModel, PreTrainedTokenizerBase], "Mapping[str, Any] | float"]
 CURVE = "curve.json"
@@ -137,6 +143,7 @@ def adversarial(
     rows = [
         encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length) for d in demos
     ]
+    require_labels(rows, "adversarial", options.max_length)
     device = next(loaded.model.parameters()).device
 
     def loss_at(step: int) -> torch.Tensor:

@@ -18,7 +18,12 @@ import torch
 from alignpt.config import DPOConfig, PosttrainStageConfig, SFTConfig
 from alignpt.errors import UserError
 from alignpt.fileio import build_manifest, prepare_output_dir, sha256_file, sha256_json
-from alignpt.posttrain.chat import encode_completion, encode_dialogue, install_chat_template
+from alignpt.posttrain.chat import (
+    IGNORE_INDEX,
+    encode_completion,
+    encode_dialogue,
+    install_chat_template,
+)
 from alignpt.posttrain.data import (
     Dialogue,
     PreferencePair,
@@ -68,6 +73,17 @@ def check_tokenizer(loaded: LoadedModel, tokenizer_dir: str | Path | None) -> No
     if tokenizer_dir is not None:
         expected = load_tokenizer(tokenizer_dir)
         check_same_tokenizer(loaded.tokenizer, loaded.path, expected, tokenizer_dir)
+
+
+def require_labels(rows: Rows, stage: str, max_length: int) -> Rows:
+    """One clear line if truncation to ``max_length`` left an example nothing to learn."""
+    for index, (_, labels) in enumerate(rows):
+        if all(label == IGNORE_INDEX for label in labels):
+            raise UserError(
+                f"{stage}: example {index} has no response tokens within max_length "
+                f"{max_length}; raise max_length or shorten its prompt"
+            )
+    return rows
 
 
 def stage_key(stage: str, options: PosttrainStageConfig, data: str, parent: str, seed: int) -> str:
@@ -155,6 +171,7 @@ def sft(
         encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length)
         for d in dialogues
     ]
+    require_labels(rows, "sft", options.max_length)
     steps = math.ceil(len(rows) * options.epochs / options.batch_size)
     device = next(loaded.model.parameters()).device
 
@@ -181,7 +198,8 @@ def sft(
     counts = {
         "examples": len(rows),
         "steps": steps,
-        "final_loss": loss, "mean_loss": mean_loss,
+        "final_loss": loss,
+        "mean_loss": mean_loss,
         "assistant_tokens": sum(sum(t != -100 for t in lab) for _, lab in rows),
     }
     return _finish(
@@ -248,6 +266,8 @@ def dpo(
     tok, n = loaded.tokenizer, options.max_length
     chosen: Rows = [encode_completion(tok, p.prompt, p.chosen, max_length=n) for p in pairs]
     rejected: Rows = [encode_completion(tok, p.prompt, p.rejected, max_length=n) for p in pairs]
+    require_labels(chosen, "dpo (chosen)", n)
+    require_labels(rejected, "dpo (rejected)", n)
     if reference_model_dir is None:
         reference = loaded
     else:
@@ -295,7 +315,8 @@ def dpo(
     counts = {
         "examples": len(pairs),
         "steps": steps,
-        "final_loss": loss, "mean_loss": mean_loss,
+        "final_loss": loss,
+        "mean_loss": mean_loss,
         "final_batch_reward_accuracy": (
             sum(m > 0 for m in margins) / len(margins) if margins else None
         ),
