@@ -105,8 +105,14 @@ def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[s
                 raise UserError(f"sources.{name}.path: {path}: no such file or directory")
             paths[name] = path
             continue
-        from alignpt.generate import write_documents_dir  # the generate area; imported lazily
-        from alignpt.worlds import load_world
+        try:  # the generate stage, imported only when a source needs it
+            from alignpt.generate import write_documents_dir
+            from alignpt.worlds import load_world
+        except ImportError as exc:
+            raise UserError(
+                f"sources.{name}.generate: document generation is unavailable ({exc}); "
+                "use a 'path:' source"
+            ) from None
 
         out = config.run_dir / "sources" / name
         if console:
@@ -143,6 +149,16 @@ def _progress(enabled: bool) -> Iterator[Progress]:
     )
     with progress:
         yield progress
+
+
+@contextmanager
+def _status(console: Console | None, message: str) -> Iterator[None]:
+    """A spinner while a step without countable progress runs (none when quiet)."""
+    if console is None:
+        yield
+        return
+    with console.status(message):
+        yield
 
 
 def build_tokenizer(
@@ -247,7 +263,8 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
     sources = resolve_sources(config, console)
     hashes = {name: source_hash(path) for name, path in sources.items()}
     tokenizer_dir = mix_dir / "tokenizer"
-    tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
+    with _status(console, "shared tokenizer: sampling sources and training the BPE"):
+        tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
     reused = {
         name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
         for name in sources
