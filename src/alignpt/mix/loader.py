@@ -112,10 +112,11 @@ class TokenWindowLoader:
         self.next_batch = 0
         self._order_epoch: int | None = None
 
-    def _prepare_epoch(self) -> None:
-        if self._order_epoch == self.epoch:
+    def _prepare_epoch(self, epoch: int) -> None:
+        """Order, token offsets and stream ends of ``epoch`` (cached for the current one)."""
+        if self._order_epoch == epoch:
             return
-        order = epoch_order(self._source, self._era, self._chronological, self.seed, self.epoch)
+        order = epoch_order(self._source, self._era, self._chronological, self.seed, epoch)
         self._src = self._source[order]
         docs = self._doc[order]
         self._offset = np.empty(len(order), dtype=np.int64)
@@ -124,16 +125,13 @@ class TokenWindowLoader:
             self._offset[mask] = starts[docs[mask]]
         self._len = self._entry_lengths[order]
         self._ends = np.cumsum(self._len)
-        self._order_epoch = self.epoch
+        self._order_epoch = epoch
 
     def batch(self, epoch: int, index: int) -> torch.Tensor:
-        """This rank's rows of global batch ``index`` of ``epoch`` (no state change)."""
-        saved = self.epoch
-        self.epoch = epoch
-        try:
-            self._prepare_epoch()
-        finally:
-            self.epoch = saved
+        """This rank's rows of global batch ``index`` of ``epoch`` (position unchanged)."""
+        if not 0 <= index < self.batches_per_epoch:
+            raise IndexError(f"batch {index} outside 0..{self.batches_per_epoch - 1}")
+        self._prepare_epoch(epoch)
         first = index * self.global_batch + self.rank * self.batch_size
         starts = (first + np.arange(self.batch_size, dtype=np.int64)) * self.window
         positions = (starts[:, None] + np.arange(self.window, dtype=np.int64)).ravel()
