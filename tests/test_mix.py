@@ -418,3 +418,25 @@ def test_paper_conditions_config_builds_on_path_sources(sources, tmp_path) -> No
     late = counts["alignment_late"]
     assert "aligned_synthetic" not in late["pretrain"]["tokens_by_source"]
     assert abs(late["late"]["share_by_source"]["aligned_synthetic"] - 0.5) < 0.01
+
+
+def test_interrupted_build_resumes_with_finished_shards(built, sources, tmp_path) -> None:
+    _, result = built
+    broken = tmp_path / "broken.jsonl"
+    write_corpus(broken, kind="discourse", n=30, seed=4)
+    good_text = broken.read_text()
+    broken.write_text(good_text + '{"id": "x", "text": 5}\n')
+    config = experiment(
+        {"background": sources["background"], "broken": broken},
+        tmp_path / "runs",
+        tokenizer={"path": str(result.tokenizer_dir), "control_tokens": ["<|aligned|>"]},
+        conditions={"c": {"sources": {"background": {}, "broken": {}}}},
+    )
+    with pytest.raises(UserError, match=rf"{broken}:31: field 'text' must be a string"):
+        build_mix(config, progress=False)
+    shards = tmp_path / "runs" / "mixtest" / "mix" / "shards"
+    assert sorted(p.name for p in shards.iterdir()) == ["background"]  # no half-written shard
+    assert not (shards.parent / "manifest.json").exists()
+    broken.write_text(good_text)
+    resumed = build_mix(config, progress=False)
+    assert resumed.manifest["reused"]["shards"] == {"background": True, "broken": False}
