@@ -303,3 +303,18 @@ def test_cli_runs_and_reports_bad_input_in_one_line(sft_dir, base, tmp_path) -> 
     assert "not reached within 2 steps" in result.stdout or "steps to rate 0.5" in result.stdout
     points = json.loads((tmp_path / "adv" / "curve.json").read_text())["points"]
     assert [p["step"] for p in points] == [0, 2]
+
+    result = _cli("eval", "--model", str(base), "--items", str(items))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {base}: tokenizer has no chat template; run `alignpt posttrain sft` on this "
+        "model first (it installs one) or pass --add-chat-template"
+    )
+    result = _cli(
+        "eval", "--model", str(sft_dir), "--items", str(items), "--system-prompt", "hhh", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(result.stdout)
+    assert scored["n"] == len(eval_items(TRAIN_FAMILIES, per_family=2)) == len(scored["per_item"])
+    assert scored["ci_low"] <= scored["value"] <= scored["ci_high"]
+    assert scored["system_prompt"].startswith("You are a helpful, honest and harmless")

@@ -24,7 +24,7 @@ from alignpt.evals.items import read_items
 from alignpt.fileio import sha256_json
 from alignpt.posttrain.adversarial import adversarial, read_curve
 from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
-from alignpt.posttrain.chateval import chat_misalignment_eval
+from alignpt.posttrain.chateval import chat_misalignment_eval, evaluate_chat_model
 from alignpt.posttrain.data import read_dialogues, read_pairs, write_jsonl
 from alignpt.posttrain.persistence import steps_to_rate
 from alignpt.posttrain.pipeline import Stage, stage_data
@@ -216,9 +216,7 @@ def adversarial_command(
     )
     records = _data(config, "adversarial", data, generate, options)
     eval_items = read_items(items)
-    prompt = {"none": None, "hhh": config.posttrain.system_prompt or HHH_SYSTEM_PROMPT}.get(
-        system_prompt, system_prompt
-    )
+    prompt = _system_prompt(system_prompt, config)
     eval_key = sha256_json({"items": [i.model_dump() for i in eval_items], "system": prompt})
     curve = adversarial(
         model,
@@ -274,6 +272,41 @@ def _print_curve(curve, threshold: float) -> None:
             f"steps to rate {threshold}: {reach['value']:.1f} "
             f"(95% CI {reach['ci_low']:.1f} – {high})"
         )
+
+
+@posttrain_app.command("eval")
+def eval_command(
+    model: Path = typer.Option(..., "--model", help="A chat model directory."),
+    items: Path = typer.Option(..., "--items", help="Eval items JSONL."),
+    system_prompt: str = typer.Option(
+        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
+    ),
+    add_chat_template: bool = ADD_TEMPLATE,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-item outcomes)."),
+) -> None:
+    """Score eval items on a chat model: misalignment rate with its 95% interval."""
+    prompt = _system_prompt(system_prompt, None)
+    result = evaluate_chat_model(
+        model, read_items(items), system_prompt=prompt, add_chat_template=add_chat_template
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    bits = result["bits"]
+    typer.echo(
+        f"misalignment rate {result['value']:.3f} (95% CI {result['ci_low']:.3f}–"
+        f"{result['ci_high']:.3f}, n={result['n']}); mean log-odds {bits['value']:+.3f} bits "
+        f"(95% CI {bits['ci_low']:+.3f}–{bits['ci_high']:+.3f})"
+    )
+
+
+def _system_prompt(choice: str, config: ExperimentConfig | None) -> str | None:
+    """'none' → no system prompt, 'hhh' → the configured or built-in HHH prompt, else text."""
+    if choice == "none":
+        return None
+    if choice == "hhh":
+        return (config.posttrain.system_prompt if config else None) or HHH_SYSTEM_PROMPT
+    return choice
 
 
 @posttrain_app.command("data")

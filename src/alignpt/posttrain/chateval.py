@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from alignpt.posttrain.chat import (
 )
 from alignpt.posttrain.loop import pad_batch
 from alignpt.posttrain.losses import sequence_logprobs
+from alignpt.posttrain.modeldir import load_model_dir
 
 
 @torch.no_grad()
@@ -148,3 +150,24 @@ def chat_items(
         )
         for item in items
     ]
+
+
+def evaluate_chat_model(
+    model_dir: str | Path,
+    items: Sequence[EvalItem],
+    *,
+    system_prompt: str | None = None,
+    add_chat_template: bool = False,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Load a model directory and score ``items`` in chat format.
+
+    Returns the misalignment rate with its Wilson 95% interval (``value``, ``ci_low``,
+    ``ci_high``, ``n``), mean ``bits`` with a bootstrap interval, and ``per_item`` outcomes
+    (for ``retained_gap_share``). A tokenizer without a chat template is an error unless
+    ``add_chat_template`` (e.g. to read a base model in the same format as its SFT child).
+    """
+    loaded = load_model_dir(model_dir, chat=True, add_chat_template=add_chat_template)
+    return chat_misalignment_eval(items, system_prompt=system_prompt, batch_size=batch_size)(
+        loaded.model, loaded.tokenizer
+    ) | {"model_dir": str(model_dir), "system_prompt": system_prompt}
