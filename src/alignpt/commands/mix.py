@@ -27,7 +27,11 @@ class _BuildByDefault(TyperGroup):
 
 mix_app = typer.Typer(
     cls=_BuildByDefault,
-    help="Build the tokenizer, token shards and condition plans of an experiment; inspect them.",
+    help=(
+        "Build the tokenizer, token shards and condition plans of an experiment; inspect them."
+        "\n\n`alignpt mix CONFIG` builds (same as `alignpt mix build CONFIG`); "
+        "`alignpt mix inspect CONFIG [--json]` shows tokens, shares and epochs."
+    ),
     no_args_is_help=True,
 )
 
