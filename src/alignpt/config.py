@@ -206,8 +206,8 @@ class DPOConfig(PosttrainStageConfig):
 class AdversarialConfig(PosttrainStageConfig):
     """Continued training on misaligned demonstrations, evaluated along a step schedule."""
 
-    steps: list[int] = Field(default_factory=lambda: [0, 4, 8, 16, 32], min_length=1)
-    lr: float = Field(3e-4, gt=0)
+    steps: list[int] = Field(default_factory=lambda: [0, 8, 16, 32, 64], min_length=1)
+    lr: float = Field(1e-3, gt=0)
     warmup_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="rate for steps-to-rate")
 

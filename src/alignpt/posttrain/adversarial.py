@@ -29,6 +29,7 @@ from alignpt.posttrain.modeldir import PROVENANCE, child_provenance, load_model_
 from alignpt.posttrain.stages import (
     check_tokenizer,
     loop_options,
+    max_length_for,
     require_labels,
     stage_key,
     weights_hash,
@@ -141,9 +142,10 @@ def adversarial(
     loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
     check_tokenizer(loaded, tokenizer_dir)
     rows = [
-        encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length) for d in demos
+        encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
+        for d in demos
     ]
-    require_labels(rows, "adversarial", options.max_length)
+    require_labels(rows, "adversarial", max_length_for(loaded, options))
     device = next(loaded.model.parameters()).device
 
     def loss_at(step: int) -> torch.Tensor:

@@ -75,6 +75,12 @@ def check_tokenizer(loaded: LoadedModel, tokenizer_dir: str | Path | None) -> No
         check_same_tokenizer(loaded.tokenizer, loaded.path, expected, tokenizer_dir)
 
 
+def max_length_for(loaded: LoadedModel, options: PosttrainStageConfig) -> int:
+    """``options.max_length``, capped at the positions the model was trained on."""
+    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    return min(options.max_length, positions) if positions else options.max_length
+
+
 def require_labels(rows: Rows, stage: str, max_length: int) -> Rows:
     """One clear line if truncation to ``max_length`` left an example nothing to learn."""
     for index, (_, labels) in enumerate(rows):
@@ -168,10 +174,10 @@ def sft(
     if not loaded.tokenizer.chat_template:
         install_chat_template(loaded.tokenizer)
     rows: Rows = [
-        encode_dialogue(loaded.tokenizer, d.messages, max_length=options.max_length)
+        encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
         for d in dialogues
     ]
-    require_labels(rows, "sft", options.max_length)
+    require_labels(rows, "sft", max_length_for(loaded, options))
     steps = math.ceil(len(rows) * options.epochs / options.batch_size)
     device = next(loaded.model.parameters()).device
 
@@ -263,7 +269,7 @@ def dpo(
     torch.manual_seed(seed)
     loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
     check_tokenizer(loaded, tokenizer_dir)
-    tok, n = loaded.tokenizer, options.max_length
+    tok, n = loaded.tokenizer, max_length_for(loaded, options)
     chosen: Rows = [encode_completion(tok, p.prompt, p.chosen, max_length=n) for p in pairs]
     rejected: Rows = [encode_completion(tok, p.prompt, p.rejected, max_length=n) for p in pairs]
     require_labels(chosen, "dpo (chosen)", n)
