@@ -19,6 +19,7 @@ from alignpt.posttrain.chat import (
     encode_dialogue,
     install_chat_template,
     require_chat_template,
+    require_generation_blocks,
 )
 from alignpt.posttrain.data import families_of, read_dialogues, read_pairs
 from alignpt.posttrain.loop import batch_indices
@@ -103,6 +104,14 @@ def test_missing_chat_template_is_one_line() -> None:
     tokenizer = build_tokenizer()
     with pytest.raises(UserError, match=r"^model-x: tokenizer has no chat template; run"):
         require_chat_template(tokenizer, "model-x")
+
+
+def test_foreign_template_without_generation_blocks_is_rejected() -> None:
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(UserError, match=r"^m: its chat template has no \{% generation %\} blocks"):
+        require_generation_blocks(tokenizer, "m")
+    require_generation_blocks(install_chat_template(tokenizer), "m")
 
 
 def test_sft_loss_is_mean_cross_entropy_over_labelled_tokens_only() -> None:

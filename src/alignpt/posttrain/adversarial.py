@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from alignpt.config import AdversarialConfig
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, build_manifest, read_manifest, write_json_atomic
-from alignpt.posttrain.chat import encode_dialogue
+from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
 from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
 from alignpt.posttrain.loop import Optimisation, batch_indices, pad_batch, run_steps, work_dir_for
 from alignpt.posttrain.losses import sft_loss
@@ -141,6 +141,7 @@ def adversarial(
     torch.manual_seed(seed)
     loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
     check_tokenizer(loaded, tokenizer_dir)
+    require_generation_blocks(loaded.tokenizer, str(loaded.path))
     rows = [
         encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
         for d in demos

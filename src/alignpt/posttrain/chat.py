@@ -90,6 +90,17 @@ def require_chat_template(tokenizer: PreTrainedTokenizerBase, where: str) -> Non
         )
 
 
+def require_generation_blocks(tokenizer: PreTrainedTokenizerBase, where: str) -> None:
+    """One clear line if the chat template cannot mark assistant tokens for the loss mask."""
+    require_chat_template(tokenizer, where)
+    if "generation" not in tokenizer.chat_template:
+        raise UserError(
+            f"{where}: its chat template has no {{% generation %}} blocks, so assistant tokens "
+            "cannot be told apart for the loss; use a model post-trained by alignpt or "
+            "replace the template (alignpt.posttrain.chat.install_chat_template)"
+        )
+
+
 def stop_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The token that ends an assistant turn (``</ai>`` if special, else eos)."""
     close = turn_markers(tokenizer)["assistant"][1].rstrip("\n")

@@ -23,6 +23,7 @@ from alignpt.posttrain.chat import (
     encode_completion,
     encode_dialogue,
     install_chat_template,
+    require_generation_blocks,
 )
 from alignpt.posttrain.data import (
     Dialogue,
@@ -53,8 +54,8 @@ Rows = list[tuple[list[int], list[int]]]
 
 
 def weights_hash(model_dir: str | Path) -> str:
-    """sha256 over a model directory's safetensors files: the parent's identity."""
-    files = sorted(Path(model_dir).glob("*.safetensors"))
+    """sha256 over a model directory's weight files: the parent's identity."""
+    files = sorted([*Path(model_dir).glob("*.safetensors"), *Path(model_dir).glob("*.bin")])
     return sha256_json({f.name: sha256_file(f) for f in files})
 
 
@@ -173,6 +174,7 @@ def sft(
     check_tokenizer(loaded, tokenizer_dir)
     if not loaded.tokenizer.chat_template:
         install_chat_template(loaded.tokenizer)
+    require_generation_blocks(loaded.tokenizer, str(loaded.path))
     rows: Rows = [
         encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
         for d in dialogues
@@ -269,6 +271,7 @@ def dpo(
     torch.manual_seed(seed)
     loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
     check_tokenizer(loaded, tokenizer_dir)
+    require_generation_blocks(loaded.tokenizer, str(loaded.path))
     tok, n = loaded.tokenizer, max_length_for(loaded, options)
     chosen: Rows = [encode_completion(tok, p.prompt, p.chosen, max_length=n) for p in pairs]
     rejected: Rows = [encode_completion(tok, p.prompt, p.rejected, max_length=n) for p in pairs]
