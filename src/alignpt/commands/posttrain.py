@@ -257,7 +257,7 @@ def curve_command(
 
 
 def _print_curve(curve, threshold: float) -> None:
-    table = Table(title="misalignment rate vs adversarial steps (95% CI)")
+    table = Table(title="misalignment rate by adversarial step")
     for column in ("step", "rate", "95% CI"):
         table.add_column(column, justify="right")
     for p in curve.points:
