@@ -257,8 +257,8 @@ def curve_command(
 
 
 def _print_curve(curve, threshold: float) -> None:
-    table = Table(title="misalignment rate by adversarial step")
-    for column in ("step", "rate", "95% CI"):
+    table = Table(title="adversarial curve")
+    for column in ("step", "misalignment rate", "95% CI"):
         table.add_column(column, justify="right")
     for p in curve.points:
         table.add_row(str(p.step), f"{p.value:.3f}", f"[{p.ci_low:.3f}, {p.ci_high:.3f}]")
