@@ -23,9 +23,12 @@ from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, e
 def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    previous = os.environ.get("ALIGNPT_NO_PROGRESS")
     os.environ["ALIGNPT_NO_PROGRESS"] = "1"
     yield
     torch.set_num_threads(threads)
+    if previous is None:
+        del os.environ["ALIGNPT_NO_PROGRESS"]
 
 
 def _config(tmp_path: Path) -> ExperimentConfig:
