@@ -148,8 +148,6 @@ class Trainer:
         self.tokens_per_step = tokens_per_step(self.train, spec.seq_len)
         self.total_steps = sum(p.steps for p in spec.plan)
         self.ckpt_root = spec.out_dir / "checkpoints"
-        self.optimizer = adamw(self.raw_model, self.train, ctx.device)
-        self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
         compile_model = (
             self.train.compile if self.train.compile is not None else ctx.device.type == "cuda"
         )
@@ -158,6 +156,9 @@ class Trainer:
             model_for_step = torch.compile(model_for_step)
         self.model = wrap_model(model_for_step, ctx, self.train.distributed)
         self.fsdp = ctx.distributed and self.train.distributed == "fsdp"
+        # After wrapping: FSDP replaces the parameters with sharded ones.
+        self.optimizer = adamw(self.model, self.train, ctx.device)
+        self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
         self.flops_per_token = flops_per_token(model.config, spec.seq_len)
         self.peak = peak_flops(ctx.device, self.train.peak_flops)
         self.writer: SummaryWriter | None = None
@@ -384,7 +385,10 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_state_dict(self.model, self.optimizer, options=options)
+        model_state, optim_state = get_state_dict(self.model, self.optimizer, options=options)
+        if self.raw_model.config.tie_word_embeddings:
+            model_state.pop("lm_head.weight", None)  # saved once, as the input embedding
+        return model_state, optim_state
 
     def _restore(self) -> _Position:
         found = ckpt.checkpoint_dirs(self.ckpt_root)
