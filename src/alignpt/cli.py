@@ -11,6 +11,7 @@ from alignpt import __version__
 from alignpt.commands import docs as docs_commands
 from alignpt.commands import mix as mix_commands
 from alignpt.commands import posttrain as posttrain_commands
+from alignpt.commands import train as train_commands
 from alignpt.errors import UserError
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def _root(
 docs_commands.register(app)
 mix_commands.register(app)
 posttrain_commands.register(app)
+train_commands.register(app)
 
 
 def main() -> None:
