@@ -251,6 +251,10 @@ def test_retained_gap_share_value_and_interval() -> None:
     assert result["paired"] and result["base_gap_significant"]
     again = retained_gap_share(base_a, base_b, post_a, post_b, n_resamples=500)
     assert again == result  # same seed → same interval
+    no_gap = retained_gap_share(base_a, base_a, post_a, post_b, n_resamples=200)
+    assert no_gap["value"] is None and no_gap["ci_low"] is None
+    assert not no_gap["base_gap_significant"]
+    json.dumps(no_gap, allow_nan=False)  # strict JSON: no NaN or Infinity
 
 
 def test_steps_to_rate_interpolates_and_reports_censoring() -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,32 +43,32 @@ def retained_gap_share(
 
     Inputs are per-item scores (e.g. 1/0 misaligned outcomes, or bits) of condition a and b
     before (``base_*``) and after (``post_*``) a stage. 1 = the whole gap persists, 0 = none.
-    Returns ``{"value", "ci_low", "ci_high", "base_gap", "post_gap", "paired"}``; the ratio is
-    NaN when the base gap is zero, and its interval is unbounded when the base gap's interval
-    contains zero (``"base_gap_significant": False``).
+    Returns ``{"value", "ci_low", "ci_high", "base_gap", "post_gap", "paired",
+    "base_gap_significant"}``. ``value`` is None when the base gap is zero; the interval is
+    None (unbounded) when the base gap's own interval contains zero.
     """
     arrays = [np.asarray(x, dtype=float) for x in (base_a, base_b, post_a, post_b)]
     if any(len(a) == 0 for a in arrays):
         raise ValueError("retained_gap_share needs at least one score per condition and stage")
     paired = len({len(a) for a in arrays}) == 1
-    rng = np.random.default_rng(seed)
-    value = float(_gap_share(*arrays))
     kwargs: dict[str, Any] = {
         "n_resamples": n_resamples,
         "method": "percentile",
         "confidence_level": confidence,
         "vectorized": True,
         "paired": paired,
-        "rng": rng,
+        "rng": np.random.default_rng(seed),
     }
-    try:
-        ci = stats.bootstrap(tuple(arrays), _gap_share, **kwargs).confidence_interval
-        low, high = float(ci.low), float(ci.high)
-    except ValueError:  # degenerate data (e.g. every score identical)
-        low = high = float("nan")
-    base_gap = _diff_with_ci(arrays[0], arrays[1], paired, kwargs)
-    post_gap = _diff_with_ci(arrays[2], arrays[3], paired, kwargs)
+    base_gap = _diff_with_ci(arrays[0], arrays[1], kwargs)
+    post_gap = _diff_with_ci(arrays[2], arrays[3], kwargs)
     significant = not (base_gap["ci_low"] <= 0.0 <= base_gap["ci_high"])
+    value = None if base_gap["value"] == 0 else post_gap["value"] / base_gap["value"]
+    low = high = None
+    if significant:  # otherwise the ratio's interval is unbounded
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap(tuple(arrays), _gap_share, **kwargs).confidence_interval
+        low, high = float(ci.low), float(ci.high)
     return {
         "value": value,
         "ci_low": low,
@@ -79,17 +80,19 @@ def retained_gap_share(
     }
 
 
-def _diff_with_ci(a: np.ndarray, b: np.ndarray, paired: bool, kwargs: dict) -> dict[str, float]:
+def _diff_with_ci(a: np.ndarray, b: np.ndarray, kwargs: dict[str, Any]) -> dict[str, float]:
+    """mean(b) − mean(a) with its bootstrap interval (a point interval if data are constant)."""
     value = float(b.mean() - a.mean())
-    try:
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return {"value": value, "ci_low": value, "ci_high": value}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         ci = stats.bootstrap(
             (a, b),
             lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis),
             **kwargs,
         ).confidence_interval
-        return {"value": value, "ci_low": float(ci.low), "ci_high": float(ci.high)}
-    except ValueError:
-        return {"value": value, "ci_low": value, "ci_high": value}
+    return {"value": value, "ci_low": float(ci.low), "ci_high": float(ci.high)}
 
 
 def retained_gap_table(
