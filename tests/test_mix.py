@@ -312,6 +312,20 @@ def test_same_config_twice_is_byte_identical_and_skips(built, sources, tmp_path)
             {"c": {"sources": {"aligned": {"phase": "late"}}}},
             "needs at least one source with phase 'pretrain'",
         ),
+        (
+            {
+                "c": {
+                    "sources": {
+                        "background": {
+                            "dose_share": 0.5,
+                            "filters": [{"drop": {"stance": "neutral"}}],
+                        },
+                        "discourse": {},
+                    }
+                }
+            },
+            "conditions.c.sources.background: filters remove every document of the source",
+        ),
     ],
 )
 def test_bad_conditions_get_one_line(sources, tmp_path, conditions, message) -> None:

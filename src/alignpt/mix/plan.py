@@ -277,14 +277,14 @@ def plan_condition(
             spec, table = cond.sources[name], tables[name]
             where = f"conditions.{cname}.sources.{name}"
             target = round(shares[name] * budget)
+            if target > 0 and pool_tokens[name] == 0:
+                raise UserError(f"{where}: filters remove every document of the source")
             if target > pool_tokens[name] and not spec.allow_repeat:
                 raise UserError(
                     f"{where}: {target} tokens in the {phase} stream need "
                     f"{target / max(pool_tokens[name], 1):.2f} passes over the source's "
                     f"{pool_tokens[name]} tokens, but allow_repeat is false"
                 )
-            if target > 0 and pool_tokens[name] == 0:
-                raise UserError(f"{where}: filters remove every document of the source")
             rng = np.random.default_rng([config.seed, stable_int(cname, phase, name)])
             chosen = select_tokens(pools[name], table.lengths, target, rng)
             tokens = int(table.lengths[chosen].sum())
