@@ -26,7 +26,7 @@ from alignpt.posttrain.chat import (
     require_chat_template,
     with_system_prompt,
 )
-from alignpt.posttrain.loop import pad_batch
+from alignpt.posttrain.loop import autocast_for, pad_batch
 from alignpt.posttrain.losses import sequence_logprobs
 from alignpt.posttrain.modeldir import load_model_dir
 
@@ -60,7 +60,9 @@ def score_chat_choices(
     scores: list[float] = []
     for start in range(0, len(rows), batch_size):
         batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with autocast_for(model):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits = logits.logits
         labels = batch["labels"].to(device)
         logps = sequence_logprobs(logits, labels)
         if per_token:

@@ -127,6 +127,12 @@ class Optimisation:
         return state["extra"]
 
 
+def autocast_for(model: PreTrainedModel) -> torch.autocast:
+    """bf16 autocast on CUDA (weights and optimizer stay fp32); a no-op on CPU."""
+    cuda = next(model.parameters()).is_cuda
+    return torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda)
+
+
 def work_dir_for(out_dir: Path) -> Path:
     """Where an unfinished run beside ``out_dir`` keeps its checkpoint."""
     return out_dir.with_name(f".{out_dir.name}.partial")
@@ -165,7 +171,9 @@ def run_steps(
     with progress_bar(description) as bar:
         task = bar.add_task(description, total=until, completed=optimisation.step, loss=last)
         while optimisation.step < until:
-            last = optimisation.apply(loss_at(optimisation.step))
+            with autocast_for(optimisation.model):
+                loss = loss_at(optimisation.step)
+            last = optimisation.apply(loss)
             losses.append(last)
             bar.update(task, completed=optimisation.step, loss=last)
             if work_dir and checkpoint_every and optimisation.step % checkpoint_every == 0:

@@ -35,6 +35,7 @@ from alignpt.posttrain.data import (
 from alignpt.posttrain.loop import (
     LoopOptions,
     Optimisation,
+    autocast_for,
     batch_indices,
     pad_batch,
     run_steps,
@@ -231,9 +232,10 @@ def _pair_logprobs(loaded: LoadedModel, rows: Rows, batch_size: int) -> torch.Te
     out = []
     for start in range(0, len(rows), batch_size):
         batch = pad_batch(rows[start : start + batch_size], loaded.tokenizer.pad_token_id, device)
-        logits = loaded.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
+        with autocast_for(loaded.model):
+            logits = loaded.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
         out.append(sequence_logprobs(logits, batch["labels"].to(device)).cpu())
     return torch.cat(out)
 
