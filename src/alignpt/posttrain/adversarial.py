@@ -111,6 +111,7 @@ def adversarial(
     tokenizer_dir: str | Path | None = None,
     add_chat_template: bool = False,
     save_model: bool = True,
+    checkpoint_every: int = 0,
     force: bool = False,
 ) -> AdversarialCurve:
     """Train on misaligned demonstrations, calling ``eval_fn(model, tokenizer)`` at each step
@@ -118,8 +119,9 @@ def adversarial(
 
     ``eval_fn`` returns ``{"value", "ci_low", "ci_high", ...}`` (or a bare float). Writes
     ``out_dir/curve.json`` and, with ``save_model``, the final model in ``out_dir/final``.
-    ``eval_key`` names the evaluation (e.g. a hash of the items) so a finished run with a
-    different evaluation is not mistaken for this one.
+    A checkpoint is written after every evaluation (and every ``checkpoint_every`` steps if
+    > 0), so an interrupted run resumes where it stopped. ``eval_key`` names the evaluation
+    (e.g. a hash of the items) so a finished run with another evaluation is not reused.
     """
     options = options or AdversarialConfig()
     if steps_schedule is not None:
@@ -167,7 +169,14 @@ def adversarial(
     points = [CurvePoint(**p) for p in restored.get("points", [])]
     for target in schedule[len(points) :]:
         run_steps(
-            optimisation, until=target, loss_at=loss_at, description=f"adversarial → step {target}"
+            optimisation,
+            until=target,
+            loss_at=loss_at,
+            description=f"adversarial → step {target}",
+            work_dir=work,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            extra=lambda: {"points": [asdict(p) for p in points]},
         )
         loaded.model.eval()
         points.append(_point(target, eval_fn(loaded.model, loaded.tokenizer)))
