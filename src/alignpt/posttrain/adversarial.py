@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from alignpt.config import AdversarialConfig
+from alignpt.config import AdversarialConfig, parse_model
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, build_manifest, read_manifest, write_json_atomic
 from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
@@ -125,8 +125,8 @@ def adversarial(
     """
     options = options or AdversarialConfig()
     if steps_schedule is not None:
-        options = options.model_copy(update={"steps": list(steps_schedule)})
-        AdversarialConfig.model_validate(options.model_dump())
+        update = options.model_dump() | {"steps": list(steps_schedule)}
+        options = parse_model(AdversarialConfig, update, "adversarial")
     schedule = list(options.steps)
     demos = read_dialogues(data) if isinstance(data, (str, Path)) else list(data)
     if not demos:
