@@ -31,14 +31,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_key_value_heads": 8,
         "tie_word_embeddings": True,
     },
-    # GPT-2-small shape (~85M non-embedding parameters; ~124M with a 50k vocabulary).
+    # GPT-2-small shape: ~85M non-embedding parameters, ~124M with a tied 50k vocabulary.
     "base": {
         "hidden_size": 768,
         "intermediate_size": 2048,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "num_key_value_heads": 12,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": True,
     },
 }
 CUSTOM = "custom"
