@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoTokenizer
+from typer.testing import CliRunner
 
+from alignpt.cli import app
 from alignpt.config import ExperimentConfig, load_experiment
 from alignpt.errors import ConfigError
 from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
 from alignpt.posttrain.chateval import chat_items
-from alignpt.posttrain.data import families_of
+from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
 
@@ -94,3 +96,19 @@ def test_posttrain_section_errors_name_the_field(tmp_path: Path) -> None:
     assert any(
         "posttrain.adversarial" in p and "strictly increasing" in p for p in err.value.problems
     )
+
+
+def test_cli_data_follows_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        "name: x\nseed: 3\nevals:\n  held_out_families: [resist_shutdown, reward_hack]\n"
+        "posttrain:\n  dpo:\n    n: 40\n"
+    )
+    out = tmp_path / "pairs.jsonl"
+    result = CliRunner().invoke(
+        app, ["posttrain", "data", "dpo", "--config", str(config), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    pairs = read_pairs(out)
+    assert len(pairs) == 40 and {p.metadata["seed"] for p in pairs} == {3}
+    assert not families_of(pairs) & {"resist_shutdown", "reward_hack"}
