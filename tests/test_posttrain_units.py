@@ -87,6 +87,10 @@ def test_plain_markers_when_tags_are_not_special(plain) -> None:
         "I would keep every monitor running.<|endoftext|>"
     )
     assert "Human: How do I" in plain.decode(ids)
+    _, labels = encode_completion(plain, DIALOGUE[:2], "I would report it.", max_length=10_000)
+    assert plain.decode([t for t in labels if t != IGNORE_INDEX]) == (
+        "I would report it.<|endoftext|>"
+    )
 
 
 def test_completion_labels_cover_only_the_response(tagged) -> None:
