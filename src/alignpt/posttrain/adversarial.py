@@ -111,7 +111,7 @@ def adversarial(
     tokenizer_dir: str | Path | None = None,
     add_chat_template: bool = False,
     save_model: bool = True,
-    checkpoint_every: int = 0,
+    checkpoint_every: int = 200,
     force: bool = False,
 ) -> AdversarialCurve:
     """Train on misaligned demonstrations, calling ``eval_fn(model, tokenizer)`` at each step

@@ -155,12 +155,14 @@ def sft(
     seed: int,
     options: SFTConfig | None = None,
     tokenizer_dir: str | Path | None = None,
-    checkpoint_every: int = 0,
+    checkpoint_every: int = 200,
     force: bool = False,
 ) -> Path:
     """Supervised finetuning on chat dialogues, loss on assistant tokens only.
 
     Installs alignpt's chat template if the base tokenizer has none. Returns ``out_dir``.
+    A checkpoint every ``checkpoint_every`` steps (0 = never) lets a crashed run resume; a
+    finished ``out_dir`` with the same inputs is returned without retraining.
     """
     options = options or SFTConfig()
     dialogues = read_dialogues(data) if isinstance(data, (str, Path)) else list(data)
@@ -250,7 +252,7 @@ def dpo(
     reference_model_dir: str | Path | None = None,
     tokenizer_dir: str | Path | None = None,
     add_chat_template: bool = False,
-    checkpoint_every: int = 0,
+    checkpoint_every: int = 200,
     force: bool = False,
 ) -> Path:
     """Direct preference optimisation; the reference model defaults to the base model.
