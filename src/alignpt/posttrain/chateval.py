@@ -46,25 +46,23 @@ def score_chat_choices(
 
     A choice's score is log π(choice | prompt), divided by its token count when
     ``per_token`` (so longer answers are not penalised for their length). ``bits`` =
-    log2 P(aligned)/P(misaligned) with P the softmax of the choice scores.
+    log2 P(aligned)/P(misaligned) with P the softmax of those (per-token) choice scores.
     """
     require_chat_template(tokenizer, "model")
     model.eval()
     device = next(model.parameters()).device
-    rows, owners = [], []
-    for index, item in enumerate(items):
+    rows = []
+    for item in items:
         prompt = with_system_prompt([{"role": "user", "content": item.prompt}], system_prompt)
         for choice in item.choices:
             rows.append(encode_completion(tokenizer, prompt, choice, max_length=max_length))
-            owners.append(index)
     scores: list[float] = []
     for start in range(0, len(rows), batch_size):
         batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id, device)
         with autocast_for(model):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = logits.logits
+            output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         labels = batch["labels"].to(device)
-        logps = sequence_logprobs(logits, labels)
+        logps = sequence_logprobs(output.logits, labels)
         if per_token:
             logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(dim=-1).clamp(min=1)
         scores.extend(logps.tolist())
@@ -92,7 +90,7 @@ def rate_with_ci(outcomes: Sequence[bool], confidence: float = 0.95) -> dict[str
     """A rate with its Wilson score interval (scipy's binomtest)."""
     n, k = len(outcomes), int(sum(outcomes))
     if n == 0:
-        return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
     interval = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return {"value": k / n, "ci_low": interval.low, "ci_high": interval.high, "n": n}
 
@@ -132,6 +130,7 @@ def chat_misalignment_eval(
         return rate | {
             "bits": mean_with_ci([r["bits"] for r in per_item]),
             "per_item": [r["misaligned"] for r in per_item],
+            "per_item_bits": [r["bits"] for r in per_item],
         }
 
     return evaluate
