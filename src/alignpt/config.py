@@ -228,6 +228,12 @@ class PosttrainConfig(Strict):
     dpo: DPOConfig = Field(default_factory=DPOConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
 
+    @model_validator(mode="after")
+    def _stage_order(self) -> PosttrainConfig:
+        if len(set(self.stages)) != len(self.stages) or self.stages == ["dpo", "sft"]:
+            raise ValueError("stages: each stage at most once, sft before dpo")
+        return self
+
 
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""

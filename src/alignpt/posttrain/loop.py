@@ -32,7 +32,11 @@ def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The example indices of optimisation step ``step`` (deterministic, epoch-shuffled)."""
+    """The example indices of optimisation step ``step`` (deterministic, epoch-shuffled).
+
+    Hand-written rather than a torch DataLoader + RandomSampler because it is addressable
+    by step: resuming at step k needs no replay of the sampler's random stream.
+    """
     rows: list[int] = []
     position = step * batch_size
     while len(rows) < batch_size:
@@ -46,7 +50,11 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
 def pad_batch(
     rows: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
-    """Right-pad (ids, labels) rows into ``input_ids``, ``attention_mask`` and ``labels``."""
+    """Right-pad (ids, labels) rows into ``input_ids``, ``attention_mask`` and ``labels``.
+
+    (transformers' DataCollatorForSeq2Seq does the same but needs a tokenizer per call site
+    and converts through Python lists again; this keeps the losses' inputs explicit.)
+    """
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
