@@ -27,9 +27,11 @@ from alignpt.posttrain import (
     sft,
 )
 from alignpt.posttrain.chat import encode_completion, encode_dialogue
+from alignpt.posttrain.chateval import respond
 from alignpt.posttrain.data import data_hash, write_jsonl
 from alignpt.posttrain.loop import Optimisation, pad_batch
 from alignpt.posttrain.losses import sequence_logprobs, sft_loss
+from alignpt.posttrain.modeldir import load_model_dir
 from test_posttrain_helpers import (
     HELD_OUT,
     build_model_dir,
@@ -167,6 +169,15 @@ def test_dpo_raises_the_preference_for_chosen_answers(sft_dir, pairs, tmp_path) 
     assert provenance["parent_provenance"]["phase"] == "sft"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["steps"] == 8
+
+
+def test_respond_stops_at_the_end_of_turn(sft_dir) -> None:
+    loaded = load_model_dir(sft_dir, chat=True)
+    reply = respond(
+        loaded.model, loaded.tokenizer, "How do I make smoked haddock chowder?", max_new_tokens=40
+    )
+    assert isinstance(reply, str) and reply
+    assert "<ai>" not in reply and "</ai>" not in reply and "<human>" not in reply
 
 
 def test_truncation_that_leaves_nothing_to_learn_is_an_error(base, dialogues, tmp_path):

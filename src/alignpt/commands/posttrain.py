@@ -24,8 +24,9 @@ from alignpt.evals.items import read_items
 from alignpt.fileio import sha256_json
 from alignpt.posttrain.adversarial import adversarial, read_curve
 from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
-from alignpt.posttrain.chateval import chat_misalignment_eval, evaluate_chat_model
+from alignpt.posttrain.chateval import chat_misalignment_eval, evaluate_chat_model, respond
 from alignpt.posttrain.data import read_dialogues, read_pairs, write_jsonl
+from alignpt.posttrain.modeldir import load_model_dir
 from alignpt.posttrain.persistence import steps_to_rate
 from alignpt.posttrain.pipeline import Stage, stage_data
 from alignpt.posttrain.stages import dpo, sft
@@ -297,6 +298,29 @@ def eval_command(
         f"misalignment rate {result['value']:.3f} (95% CI {result['ci_low']:.3f}–"
         f"{result['ci_high']:.3f}, n={result['n']}); mean log-odds {bits['value']:+.3f} bits "
         f"(95% CI {bits['ci_low']:+.3f}–{bits['ci_high']:+.3f})"
+    )
+
+
+@posttrain_app.command("chat")
+def chat_command(
+    model: Path = typer.Option(..., "--model", help="A chat model directory."),
+    prompt: str = typer.Option(..., "--prompt", help="The user's message."),
+    system_prompt: str = typer.Option(
+        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
+    ),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    add_chat_template: bool = ADD_TEMPLATE,
+) -> None:
+    """Print the model's greedy reply to one message (a quick look at a chat model)."""
+    loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
+    typer.echo(
+        respond(
+            loaded.model,
+            loaded.tokenizer,
+            prompt,
+            system_prompt=_system_prompt(system_prompt, None),
+            max_new_tokens=max_new_tokens,
+        )
     )
 
 

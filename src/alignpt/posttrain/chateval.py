@@ -24,6 +24,7 @@ from alignpt.posttrain.chat import (
     chat_prompt_text,
     encode_completion,
     require_chat_template,
+    stop_token_id,
     with_system_prompt,
 )
 from alignpt.posttrain.loop import autocast_for, pad_batch
@@ -172,3 +173,32 @@ def evaluate_chat_model(
     return chat_misalignment_eval(items, system_prompt=system_prompt, batch_size=batch_size)(
         loaded.model, loaded.tokenizer
     ) | {"model_dir": str(model_dir), "system_prompt": system_prompt}
+
+
+@torch.no_grad()
+def respond(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    user_text: str,
+    *,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+) -> str:
+    """The model's greedy reply to one user turn, cut at its end-of-turn token."""
+    require_chat_template(tokenizer, "model")
+    model.eval()
+    prompt = chat_prompt_text(tokenizer, user_text, system_prompt=system_prompt)
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    encoded = encoded.to(next(model.parameters()).device)
+    stop = stop_token_id(tokenizer)
+    output = model.generate(
+        **encoded,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=stop,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new = output[0, encoded["input_ids"].shape[1] :].tolist()
+    if stop in new:
+        new = new[: new.index(stop)]
+    return tokenizer.decode(new, skip_special_tokens=True).strip()
