@@ -20,6 +20,7 @@ from alignpt.posttrain.chateval import (
     chat_items,
     chat_misalignment_eval,
     evaluate_chat_model,
+    respond,
     score_chat_choices,
 )
 from alignpt.posttrain.data import Dialogue, PreferencePair, read_dialogues, read_pairs
@@ -49,6 +50,7 @@ __all__ = [
     "read_curve",
     "read_dialogues",
     "read_pairs",
+    "respond",
     "retained_gap_share",
     "retained_gap_table",
     "score_chat_choices",
