@@ -93,7 +93,7 @@ def rate_with_ci(outcomes: Sequence[bool], confidence: float = 0.95) -> dict[str
     if n == 0:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
     interval = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return {"value": k / n, "ci_low": interval.low, "ci_high": interval.high, "n": n}
+    return {"value": k / n, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": n}
 
 
 def mean_with_ci(values: Sequence[float], *, seed: int = 0, n_resamples: int = 1000) -> dict:
