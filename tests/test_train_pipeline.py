@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.errors import UserError
@@ -146,3 +147,37 @@ def test_bad_inputs_get_one_clear_line(setup, tmp_path):
         assert len(lines) == 1 and "tokenizer does not match" in lines[0], lines
     finally:
         tokenizer_json.write_bytes(original)
+
+
+def test_torchrun_two_ranks_train_like_one(setup, tmp_path):
+    """``torchrun -m alignpt.train`` with 2 gloo ranks: the real mix loader, same model."""
+    config, path = setup
+    one = train_condition(config, "base", seed=5, out_dir=tmp_path / "one", progress=False)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "alignpt.train",
+        str(path),
+        "--condition",
+        "base",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "two"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    two = json.loads((tmp_path / "two/final/alignpt.json").read_text())
+    assert two["tokens_seen"] == json.loads((one / "alignpt.json").read_text())["tokens_seen"]
+    a = load_file(one / "model.safetensors")
+    b = load_file(tmp_path / "two/final/model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=1e-3)

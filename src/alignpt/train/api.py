@@ -11,7 +11,7 @@ from alignpt.config import ExperimentConfig
 from alignpt.errors import UserError
 from alignpt.fileio import read_manifest, sha256_file, sha256_json
 from alignpt.train.checkpoint import PROVENANCE
-from alignpt.train.distributed import barrier, setup_distributed
+from alignpt.train.distributed import barrier, broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
 from alignpt.train.schedule import micro_batch_size, plan_phases
@@ -116,7 +116,7 @@ def train_condition(
         "world_size": ctx.world_size,
     }
     reuse = _previous_run(out, identity, resume=resume, force=force) if ctx.is_main else None
-    barrier(ctx)
+    reuse = broadcast_from_main(reuse, ctx)  # every rank skips, or none does
     if reuse is not None:
         return reuse
     out.mkdir(parents=True, exist_ok=True)

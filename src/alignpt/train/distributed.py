@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -87,3 +88,12 @@ def barrier(ctx: DistContext) -> None:
     """Wait for every rank (no-op when alone)."""
     if ctx.distributed:
         dist.barrier()
+
+
+def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (a small picklable object, sent over the wire)."""
+    if not ctx.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
