@@ -177,7 +177,13 @@ def test_torchrun_two_ranks_train_like_one(setup, tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     two = json.loads((tmp_path / "two/final/alignpt.json").read_text())
     assert two["tokens_seen"] == json.loads((one / "alignpt.json").read_text())["tokens_seen"]
+
+    def losses(run: Path) -> list[float]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
     a = load_file(one / "model.safetensors")
     b = load_file(tmp_path / "two/final/model.safetensors")
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=1e-3)
+    for name in a:  # Adam amplifies last-bit differences of all-reduced grads a little
+        torch.testing.assert_close(b[name], a[name], atol=1e-3, rtol=1e-2)
