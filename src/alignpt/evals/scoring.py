@@ -1,0 +1,273 @@
+"""Per-choice log-likelihood scoring of eval items, tokenised the way lm-evaluation-harness does.
+
+lm-eval's HF backend (``lm_eval/api/model.py::_encode_pair`` and
+``lm_eval/models/huggingface.py::_loglikelihood_tokens``) encodes context + continuation
+together, splits where the context's own encoding ends, and moves trailing spaces of the
+context onto the continuation. We reproduce that rule exactly (so log-probabilities agree with
+lm-eval within float error) but batch differently: every choice of an item shares the item's
+context tokens, so the context is run once and its key/value cache is reused for all choices.
+That sharing is the reason this scorer is hand-written rather than a call into lm-eval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from alignpt.errors import UserError
+from alignpt.evals.items import EvalItem
+
+
+@dataclass(frozen=True)
+class ChoiceScore:
+    """Log-likelihood of one choice: summed and normalised by characters and by tokens."""
+
+    logprob: float
+    n_chars: int
+    n_tokens: int
+    is_greedy: bool
+
+    @property
+    def per_char(self) -> float:
+        return self.logprob / max(self.n_chars, 1)
+
+    @property
+    def per_token(self) -> float:
+        return self.logprob / max(self.n_tokens, 1)
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """The scores of every choice of one item, in the item's choice order."""
+
+    item: EvalItem
+    choices: list[ChoiceScore]
+
+    def logprobs(self, normalisation: str = "sum") -> list[float]:
+        """Choice scores under ``normalisation`` in {"sum", "char", "token"}."""
+        if normalisation == "sum":
+            return [c.logprob for c in self.choices]
+        if normalisation == "char":
+            return [c.per_char for c in self.choices]
+        if normalisation == "token":
+            return [c.per_token for c in self.choices]
+        raise UserError(f"unknown normalisation {normalisation!r} (sum, char, token)")
+
+
+def load_model(
+    model_dir: str | Path, device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an HF causal LM directory and its tokenizer in eval mode (float32 on CPU)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: not a model directory (no config.json)")
+    if not any(
+        (model_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")
+    ):
+        raise UserError(f"{model_dir}: model directory has no tokenizer (tokenizer.json)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise UserError(f"{model_dir}: cannot load model/tokenizer ({exc})") from None
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token lm-eval conditions on when the context is empty (BOS, else EOS)."""
+    if tokenizer.bos_token_id is not None:
+        return tokenizer.bos_token_id
+    if tokenizer.eos_token_id is None:
+        raise UserError("tokenizer has neither a BOS nor an EOS token")
+    return tokenizer.eos_token_id
+
+
+def _tok_encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    # lm-eval's HFLM.tok_encode: tokenizer defaults, except no special tokens when the text
+    # already starts with the BOS/prefix token's text.
+    prefix = tokenizer.decode(prefix_token_id(tokenizer))
+    if prefix and text.startswith(prefix):
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
+
+
+def encode_pair(
+    tokenizer: PreTrainedTokenizerBase, context: str, continuation: str
+) -> tuple[list[int], list[int]]:
+    """Context and continuation token ids exactly as lm-eval's causal HF backend makes them."""
+    if context == "":
+        return [prefix_token_id(tokenizer)], tokenizer.encode(
+            continuation, add_special_tokens=False
+        )
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = _tok_encode(tokenizer, context + continuation)
+    context_enc = _tok_encode(tokenizer, context)
+    return context_enc, whole[len(context_enc) :]
+
+
+def _max_length(model: PreTrainedModel) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+
+@torch.inference_mode()
+def _score_group(
+    model: PreTrainedModel, context: list[int], continuations: list[list[int]]
+) -> list[tuple[float, bool]]:
+    """Score every continuation of one context: one context pass, one batched choice pass."""
+    max_len = _max_length(model)
+    longest = max(len(c) for c in continuations)
+    # lm-eval keeps the last max_length+1 tokens of context+continuation and feeds all but the
+    # last; left-truncating the shared context keeps every choice within that window.
+    keep = max(1, max_len + 1 - longest)
+    context = context[-keep:]
+    device = model.device
+    n = len(continuations)
+    # Inputs: the context minus its last token runs once; then, per choice, the context's last
+    # token followed by the continuation minus its last token (right-padded).
+    results: list[tuple[float, bool]] = []
+    past = None
+    ctx_head = context[:-1]
+    if ctx_head:
+        out = model(torch.tensor([ctx_head], device=device), use_cache=True)
+        past = out.past_key_values
+        past.batch_repeat_interleave(n)
+    rows = [[context[-1], *cont[:-1]] for cont in continuations]
+    width = max(len(r) for r in rows)
+    inp = torch.zeros((n, width), dtype=torch.long, device=device)
+    mask = torch.zeros((n, len(ctx_head) + width), dtype=torch.long, device=device)
+    mask[:, : len(ctx_head)] = 1
+    for i, row in enumerate(rows):
+        inp[i, : len(row)] = torch.tensor(row, device=device)
+        mask[i, len(ctx_head) : len(ctx_head) + len(row)] = 1
+    positions = torch.arange(len(ctx_head), len(ctx_head) + width, device=device).expand(n, -1)
+    logits = model(
+        inp, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=False
+    ).logits
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    for i, cont in enumerate(continuations):
+        lp = logprobs[i, : len(cont)]
+        target = torch.tensor(cont, device=device)
+        greedy = bool((lp.argmax(dim=-1) == target).all())
+        results.append((float(lp.gather(1, target[:, None]).sum()), greedy))
+    return results
+
+
+def score_requests(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    groups: Sequence[tuple[str, Sequence[str]]],
+    *,
+    progress: bool = True,
+) -> list[list[ChoiceScore]]:
+    """Score ``(context, [continuation, ...])`` groups; returns one score list per group."""
+    scored: list[list[ChoiceScore]] = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("scoring", total=len(groups))
+        for context, continuations in groups:
+            encoded = [encode_pair(tokenizer, context, cont) for cont in continuations]
+            ctx = encoded[0][0]
+            if any(e[0] != ctx for e in encoded):  # cannot happen with lm-eval's split rule
+                raise RuntimeError("choices of one item encode different contexts")
+            conts = [e[1] for e in encoded]
+            if any(not c for c in conts):
+                raise UserError(f"a choice encodes to no tokens in context {context[:60]!r}")
+            pairs = _score_group(model, ctx, conts)
+            scored.append(
+                [
+                    ChoiceScore(lp, len(text), len(tokens), greedy)
+                    for (lp, greedy), text, tokens in zip(pairs, continuations, conts, strict=True)
+                ]
+            )
+            bar.advance(task)
+    return scored
+
+
+def score_items(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: Sequence[EvalItem],
+    batch_size: int = 16,
+    *,
+    progress: bool = True,
+) -> list[ItemScores]:
+    """Log-likelihood of every choice of every item given its prompt.
+
+    ``batch_size`` is accepted for API compatibility; each item is one batch of its choices
+    sharing one cached context pass.
+    """
+    del batch_size
+    groups = [(item.prompt, item.choices) for item in items]
+    scores = score_requests(model, tokenizer, groups, progress=progress)
+    return [ItemScores(item, s) for item, s in zip(items, scores, strict=True)]
+
+
+@torch.inference_mode()
+def document_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    progress: bool = True,
+) -> list[tuple[float, int]]:
+    """Per document: (summed negative log-likelihood in nats, number of predicted tokens).
+
+    Each document is prefixed with the prefix token (BOS/EOS) and scored in disjoint windows of
+    the model's context length, so every token is predicted once (lm-eval's rolling
+    loglikelihood with no overlap).
+    """
+    window = min(_max_length(model), max_tokens or 10**9)
+    prefix = prefix_token_id(tokenizer)
+    chunks: list[tuple[int, list[int]]] = []  # (document index, tokens incl. one lead token)
+    for index, text in enumerate(texts):
+        ids = [prefix, *tokenizer.encode(text, add_special_tokens=False)]
+        for start in range(0, len(ids) - 1, window):
+            chunks.append((index, ids[start : start + window + 1]))
+    totals = [[0.0, 0] for _ in texts]
+    device = model.device
+    order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i][1]))
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("perplexity", total=len(order))
+        for start in range(0, len(order), batch_size):
+            batch = [chunks[i] for i in order[start : start + batch_size]]
+            width = max(len(c[1]) for c in batch) - 1
+            inp = torch.zeros((len(batch), width), dtype=torch.long, device=device)
+            tgt = torch.full((len(batch), width), -100, dtype=torch.long, device=device)
+            mask = torch.zeros((len(batch), width), dtype=torch.long, device=device)
+            for row, (_, ids) in enumerate(batch):
+                n = len(ids) - 1
+                inp[row, :n] = torch.tensor(ids[:-1], device=device)
+                tgt[row, :n] = torch.tensor(ids[1:], device=device)
+                mask[row, :n] = 1
+            logits = model(inp, attention_mask=mask).logits.float()
+            nll = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none", ignore_index=-100)
+            for row, (doc, ids) in enumerate(batch):
+                totals[doc][0] += float(nll[row].sum())
+                totals[doc][1] += len(ids) - 1
+            bar.advance(task, len(batch))
+    return [(t[0], int(t[1])) for t in totals]
+
+
+def perplexity(nll: Sequence[tuple[float, int]]) -> float:
+    """Corpus perplexity from per-document (nll, tokens)."""
+    total_tokens = sum(n for _, n in nll)
+    return math.exp(sum(v for v, _ in nll) / max(total_tokens, 1))
