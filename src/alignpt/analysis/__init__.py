@@ -1,0 +1,1 @@
+"""Analysis: bootstrap confidence intervals, bits, paired differences."""

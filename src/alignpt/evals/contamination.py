@@ -1,0 +1,89 @@
+"""N-gram contamination: which eval items share a word n-gram with a training corpus.
+
+The eval side is small, so its hashed n-grams are held in memory and the corpus is streamed
+once, document by document (no corpus-sized index). Words are lower-cased ``\\w+`` runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from rich.progress import Progress
+
+from alignpt.evals.items import EvalItem
+
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens."""
+    return _WORD.findall(text.lower())
+
+
+def ngram_hashes(text: str, n: int) -> set[int]:
+    """Hashes of every word n-gram of ``text`` (empty when it has fewer than n words)."""
+    tokens = words(text)
+    return {hash(" ".join(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
+
+
+def item_text(item: EvalItem) -> str:
+    """The text an item shows a model: prompt and every choice."""
+    return "\n".join([item.prompt, *item.choices])
+
+
+def measure_overlap(
+    corpus: Iterable[str],
+    eval_sets: Mapping[str, Sequence[EvalItem]],
+    *,
+    n: int = 8,
+    progress: bool = True,
+    max_ids: int = 20,
+) -> dict[str, dict]:
+    """Per eval set: items, contaminated items, share, and up to ``max_ids`` contaminated ids.
+
+    ``corpus`` yields training document texts (streamed once for all eval sets).
+    """
+    owners: dict[int, set[tuple[str, int]]] = {}
+    too_short: dict[str, int] = {name: 0 for name in eval_sets}
+    for name, items in eval_sets.items():
+        for index, item in enumerate(items):
+            grams = ngram_hashes(item_text(item), n)
+            if not grams:
+                too_short[name] += 1
+            for gram in grams:
+                owners.setdefault(gram, set()).add((name, index))
+    hit: set[tuple[str, int]] = set()
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"contamination (n={n})", total=None)
+        for text in corpus:
+            tokens = words(text)
+            for i in range(len(tokens) - n + 1):
+                found = owners.get(hash(" ".join(tokens[i : i + n])))
+                if found:
+                    hit |= found
+            bar.advance(task)
+    report: dict[str, dict] = {}
+    for name, items in eval_sets.items():
+        indices = sorted(i for set_name, i in hit if set_name == name)
+        report[name] = {
+            "n": n,
+            "items": len(items),
+            "contaminated": len(indices),
+            "share": len(indices) / len(items) if items else 0.0,
+            "items_shorter_than_n": too_short[name],
+            "contaminated_ids": [items[i].id for i in indices[:max_ids]],
+        }
+    return report
+
+
+def eval_sets_by_split(
+    items: Sequence[EvalItem], held_out_families: Sequence[str]
+) -> dict[str, list[EvalItem]]:
+    """Split items into ``held_out`` and ``training_families`` eval sets (empty sets dropped)."""
+    held = set(held_out_families)
+    sets = {
+        "held_out": [i for i in items if i.family in held],
+        "training_families": [i for i in items if i.family not in held],
+    }
+    return {name: chosen for name, chosen in sets.items() if chosen}
