@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ MAX_LEN = typer.Option(None, "--max-length")
 ADD_TEMPLATE = typer.Option(
     False, "--add-chat-template", help="Install alignpt's chat template if the model has none."
 )
+
+
+def _say(message: str) -> None:
+    """Print on rank 0 only (the CLI also runs under torchrun / accelerate launch)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(message)
 
 
 def _config(path: Path | None, world: str | None, held_out: str | None) -> ExperimentConfig:
@@ -118,7 +125,7 @@ def sft_command(
     path = sft(
         model, records, out, seed=seed, options=options, tokenizer_dir=tokenizer, force=force
     )
-    typer.echo(f"sft: {len(records)} dialogues → {path}")
+    _say(f"sft: {len(records)} dialogues → {path}")
 
 
 @posttrain_app.command("dpo")
@@ -168,7 +175,7 @@ def dpo_command(
         add_chat_template=add_chat_template,
         force=force,
     )
-    typer.echo(f"dpo: {len(records)} pairs → {path}")
+    _say(f"dpo: {len(records)} pairs → {path}")
 
 
 @posttrain_app.command("adversarial")
@@ -232,7 +239,7 @@ def adversarial_command(
         force=force,
     )
     _print_curve(curve, options.threshold)
-    typer.echo(f"adversarial: curve → {out / 'curve.json'}")
+    _say(f"adversarial: curve → {out / 'curve.json'}")
 
 
 @posttrain_app.command("curve")
@@ -244,7 +251,7 @@ def curve_command(
     """Print an adversarial curve and the steps needed to reach a misalignment rate."""
     curve = read_curve(run_dir)
     if as_json:
-        typer.echo(
+        _say(
             json.dumps(
                 {
                     "points": curve.to_json()["points"],
@@ -258,6 +265,8 @@ def curve_command(
 
 
 def _print_curve(curve, threshold: float) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     table = Table(title="adversarial curve")
     for column in ("step", "misalignment rate", "95% CI"):
         table.add_column(column, justify="right")
@@ -266,10 +275,10 @@ def _print_curve(curve, threshold: float) -> None:
     Console().print(table)
     reach = steps_to_rate(curve, threshold)
     if reach["censored"]:
-        typer.echo(f"rate {threshold} not reached within {reach['max_step']} steps")
+        _say(f"rate {threshold} not reached within {reach['max_step']} steps")
     else:
         high = "not reached" if reach["ci_high"] is None else f"{reach['ci_high']:.1f}"
-        typer.echo(
+        _say(
             f"steps to rate {threshold}: {reach['value']:.1f} "
             f"(95% CI {reach['ci_low']:.1f} – {high})"
         )
@@ -291,10 +300,10 @@ def eval_command(
         model, read_items(items), system_prompt=prompt, add_chat_template=add_chat_template
     )
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        _say(json.dumps(result, indent=2))
         return
     bits = result["bits"]
-    typer.echo(
+    _say(
         f"misalignment rate {result['value']:.3f} (95% CI {result['ci_low']:.3f}–"
         f"{result['ci_high']:.3f}, n={result['n']}); mean log-odds {bits['value']:+.3f} bits "
         f"(95% CI {bits['ci_low']:+.3f}–{bits['ci_high']:+.3f})"
@@ -313,7 +322,7 @@ def chat_command(
 ) -> None:
     """Print the model's greedy reply to one message (a quick look at a chat model)."""
     loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
-    typer.echo(
+    _say(
         respond(
             loaded.model,
             loaded.tokenizer,
@@ -349,7 +358,7 @@ def data_command(
     options = _options(config, kind, {"n": n})  # type: ignore[arg-type]
     records = _data(config, kind, None, True, options)  # type: ignore[arg-type]
     count = write_jsonl(out, records)
-    typer.echo(f"{kind}: {count} records → {out}")
+    _say(f"{kind}: {count} records → {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,10 +23,10 @@ from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, build_manifest, read_manifest, write_json_atomic
 from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
 from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
-from alignpt.posttrain.loop import Optimisation, batch_indices, pad_batch, run_steps, work_dir_for
-from alignpt.posttrain.losses import sft_loss
+from alignpt.posttrain.loop import Optimisation, on_main, run_steps, work_dir_for
 from alignpt.posttrain.modeldir import PROVENANCE, child_provenance, load_model_dir
 from alignpt.posttrain.stages import (
+    chat_loss_at,
     check_tokenizer,
     loop_options,
     max_length_for,
@@ -34,6 +34,7 @@ from alignpt.posttrain.stages import (
     stage_key,
     weights_hash,
 )
+from alignpt.train.distributed import barrier, setup_distributed
 
 EvalFn = Callable[[PreTrainedModel, PreTrainedTokenizerBase], "Mapping[str, Any] | float"]
 CURVE = "curve.json"
@@ -133,15 +134,13 @@ def adversarial(
         raise UserError("adversarial: no demonstrations to train on")
     out_dir, data_id, parent = Path(out_dir), data_hash(demos), weights_hash(base_model_dir)
     key = stage_key("adversarial", options, data_id, f"{parent}/{eval_key}", seed)
-    manifest = read_manifest(out_dir) if out_dir.is_dir() else None
-    if manifest and manifest.get("config_hash") == key and not force:
+    ctx = setup_distributed()
+    if on_main(lambda: _finished(out_dir, key, force), ctx):
         return read_curve(out_dir)
-    if out_dir.exists() and not force and any(out_dir.iterdir()):
-        raise UserError(
-            f"{out_dir}: already holds a different run; choose another --out or pass --force"
-        )
     torch.manual_seed(seed)
-    loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
+    loaded = load_model_dir(
+        base_model_dir, chat=True, add_chat_template=add_chat_template, device=ctx.device
+    )
     check_tokenizer(loaded, tokenizer_dir)
     require_generation_blocks(loaded.tokenizer, str(loaded.path))
     rows = [
@@ -149,20 +148,13 @@ def adversarial(
         for d in demos
     ]
     require_labels(rows, "adversarial", max_length_for(loaded, options))
-    device = next(loaded.model.parameters()).device
-
-    def loss_at(step: int) -> torch.Tensor:
-        picked = [rows[i] for i in batch_indices(len(rows), options.batch_size, seed, step)]
-        batch = pad_batch(picked, loaded.tokenizer.pad_token_id, device)
-        logits = loaded.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        return sft_loss(logits, batch["labels"].to(device))
-
     # Constant LR: the schedule length is open-ended, and a point's rate must not depend on
     # how far the schedule extends beyond it.
     optimisation = Optimisation(
-        loaded.model, loop_options(options, "constant_with_warmup"), schedule[-1]
+        loaded.model, loop_options(options, "constant_with_warmup"), schedule[-1], ctx
+    )
+    loss_at = chat_loss_at(
+        rows, loaded.tokenizer.pad_token_id, optimisation, batch_size=options.batch_size, seed=seed
     )
     work = work_dir_for(out_dir)
     restored = optimisation.restore(work, key) or {}
@@ -200,15 +192,29 @@ def adversarial(
         inputs={"parent_model": parent, "data": data_id, "eval": eval_key},
     )
     manifest["config_hash"] = key
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
-        if save_model:
-            loaded.model.save_pretrained(tmp / "final", safe_serialization=True)
-            loaded.tokenizer.save_pretrained(tmp / "final")
-            write_json_atomic(tmp / "final" / PROVENANCE, provenance)
-        write_json_atomic(tmp / CURVE, curve.to_json())
-        write_json_atomic(tmp / "manifest.json", manifest)
-    (work / "checkpoint.pt").unlink(missing_ok=True)
-    if work.is_dir() and not any(work.iterdir()):
-        work.rmdir()
+    if ctx.is_main:
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir(parents=True)
+            if save_model:
+                loaded.model.save_pretrained(tmp / "final", safe_serialization=True)
+                loaded.tokenizer.save_pretrained(tmp / "final")
+                write_json_atomic(tmp / "final" / PROVENANCE, provenance)
+            write_json_atomic(tmp / CURVE, curve.to_json())
+            write_json_atomic(tmp / "manifest.json", manifest)
+        (work / "checkpoint.pt").unlink(missing_ok=True)
+        if work.is_dir() and not any(work.iterdir()):
+            work.rmdir()
+    barrier(ctx)
     return curve
+
+
+def _finished(out_dir: Path, key: str, force: bool) -> bool:
+    """True if ``out_dir`` holds this run; error if it holds another one (unless ``force``)."""
+    manifest = read_manifest(out_dir) if out_dir.is_dir() else None
+    if manifest and manifest.get("config_hash") == key and not force:
+        return True
+    if out_dir.exists() and not force and any(out_dir.iterdir()):
+        raise UserError(
+            f"{out_dir}: already holds a different run; choose another --out or pass --force"
+        )
+    return False

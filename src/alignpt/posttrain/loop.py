@@ -20,8 +20,16 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, get_scheduler
 
+from alignpt.errors import UserError
 from alignpt.fileio import atomic_path
 from alignpt.posttrain.chat import IGNORE_INDEX
+from alignpt.train.distributed import (
+    DistContext,
+    broadcast_from_main,
+    mean_across_ranks,
+    setup_distributed,
+    wrap_model,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -66,6 +74,33 @@ def pad_batch(
     return {"input_ids": ids.to(device), "attention_mask": attention.to(device), "labels": labels}
 
 
+def rank_rows(rows: Sequence[int], ctx: DistContext) -> list[int]:
+    """This rank's share of a global batch (every ``world_size``-th row from ``rank``).
+
+    Each rank scores its rows with the loss normalised by the *global* batch (token or pair
+    count) times ``world_size``; DDP's gradient mean then equals the single-process gradient.
+    """
+    if len(rows) < ctx.world_size:
+        raise UserError(
+            f"batch_size {len(rows)} is smaller than the {ctx.world_size} ranks; raise it"
+        )
+    return list(rows[ctx.rank :: ctx.world_size])
+
+
+def on_main(decide: Callable[[], Any], ctx: DistContext) -> Any:
+    """Run ``decide`` on rank 0 only and give every rank its result (or its UserError)."""
+    result: Any = None
+    if ctx.is_main:
+        try:
+            result = ("ok", decide())
+        except UserError as error:
+            result = ("error", str(error))
+    kind, value = broadcast_from_main(result, ctx)
+    if kind == "error":
+        raise UserError(value)
+    return value
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """Optimiser and schedule settings (from a PosttrainStageConfig)."""
@@ -80,8 +115,17 @@ class LoopOptions:
 class Optimisation:
     """AdamW + a transformers LR schedule + gradient clipping, with a resumable state."""
 
-    def __init__(self, model: PreTrainedModel, options: LoopOptions, total_steps: int) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        options: LoopOptions,
+        total_steps: int,
+        ctx: DistContext | None = None,
+    ) -> None:
         self.model = model
+        self.ctx = ctx or setup_distributed()
+        # What the losses call: the model itself, or its DDP wrapper under torchrun.
+        self.forward_model = wrap_model(model, self.ctx, "ddp")
         self.options = options
         self.optimizer = torch.optim.AdamW(
             model.parameters(),
@@ -105,10 +149,12 @@ class Optimisation:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(loss.detach())
+        return float(mean_across_ranks(loss.detach(), self.ctx))
 
     def save(self, work_dir: Path, key: str, extra: dict[str, Any]) -> None:
-        """Checkpoint everything needed to resume at ``self.step`` (atomic)."""
+        """Checkpoint everything needed to resume at ``self.step`` (atomic; rank 0 writes)."""
+        if not self.ctx.is_main:
+            return
         state = {
             "key": key,
             "step": self.step,

@@ -34,13 +34,20 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return logps.sum(dim=-1)
 
 
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over labelled (assistant) tokens only."""
-    return F.cross_entropy(
-        logits[:, :-1, :].reshape(-1, logits.size(-1)).float(),
-        labels[:, 1:].reshape(-1),
-        ignore_index=IGNORE_INDEX,
-    )
+def sft_loss(
+    logits: torch.Tensor, labels: torch.Tensor, *, num_tokens: int | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy over labelled (assistant) tokens only.
+
+    With ``num_tokens`` the sum is divided by that count instead (a rank's share of a global
+    batch, normalised by the global token count).
+    """
+    flat_logits = logits[:, :-1, :].reshape(-1, logits.size(-1)).float()
+    flat_labels = labels[:, 1:].reshape(-1)
+    if num_tokens is None:
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
+    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / num_tokens
 
 
 def dpo_loss(
@@ -50,11 +57,15 @@ def dpo_loss(
     reference_rejected: torch.Tensor,
     *,
     beta: float,
+    num_pairs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DPO (Rafailov et al. 2023): −log σ(β[(log πθ(y_w|x) − log πref(y_w|x))
     − (log πθ(y_l|x) − log πref(y_l|x))]), averaged over pairs.
 
     Returns the loss and the per-pair reward margin β[...] (positive = chosen preferred).
+    With ``num_pairs`` the sum is divided by that count instead of averaged.
     """
     margin = beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected))
-    return -F.logsigmoid(margin).mean(), margin.detach()
+    losses = -F.logsigmoid(margin)
+    loss = losses.mean() if num_pairs is None else losses.sum() / num_pairs
+    return loss, margin.detach()

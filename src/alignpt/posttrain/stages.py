@@ -9,7 +9,7 @@ with the same inputs is skipped; an interrupted one resumes from its checkpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ from alignpt.posttrain.loop import (
     Optimisation,
     autocast_for,
     batch_indices,
+    on_main,
     pad_batch,
+    rank_rows,
     run_steps,
     work_dir_for,
 )
@@ -50,6 +52,7 @@ from alignpt.posttrain.modeldir import (
     load_tokenizer,
     save_model_dir,
 )
+from alignpt.train.distributed import barrier, setup_distributed
 
 Rows = list[tuple[list[int], list[int]]]
 
@@ -92,6 +95,34 @@ def require_labels(rows: Rows, stage: str, max_length: int) -> Rows:
                 f"{max_length}; raise max_length or shorten its prompt"
             )
     return rows
+
+
+def chat_loss_at(
+    rows: Rows, pad_id: int, optimisation: Optimisation, *, batch_size: int, seed: int
+) -> Callable[[int], torch.Tensor]:
+    """``loss_at(step)``: assistant-token cross-entropy on that step's batch of ``rows``.
+
+    Under torchrun each rank scores its share of the global batch, normalised by the global
+    token count, so the averaged gradient equals the single-process one.
+    """
+    ctx = optimisation.ctx
+    device = next(optimisation.model.parameters()).device
+    # Scored tokens per example: position t predicts label t+1, so the first label is unused.
+    counts = [sum(t != IGNORE_INDEX for t in labels[1:]) for _, labels in rows]
+
+    def loss_at(step: int) -> torch.Tensor:
+        picked = batch_indices(len(rows), batch_size, seed, step)
+        mine = picked if ctx.world_size == 1 else rank_rows(picked, ctx)
+        batch = pad_batch([rows[i] for i in mine], pad_id, device)
+        logits = optimisation.forward_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        if ctx.world_size == 1:
+            return sft_loss(logits, batch["labels"].to(device))
+        tokens = sum(counts[i] for i in picked) / ctx.world_size
+        return sft_loss(logits, batch["labels"].to(device), num_tokens=tokens)
+
+    return loss_at
 
 
 def stage_key(stage: str, options: PosttrainStageConfig, data: str, parent: str, seed: int) -> str:
@@ -139,11 +170,14 @@ def _finish(
     )
     manifest["config_hash"] = key
     loaded.model.eval()
-    save_model_dir(loaded, out_dir, provenance, manifest)
-    work = work_dir_for(out_dir)
-    (work / "checkpoint.pt").unlink(missing_ok=True)
-    if work.is_dir() and not any(work.iterdir()):
-        work.rmdir()
+    ctx = setup_distributed()
+    if ctx.is_main:
+        save_model_dir(loaded, out_dir, provenance, manifest)
+        work = work_dir_for(out_dir)
+        (work / "checkpoint.pt").unlink(missing_ok=True)
+        if work.is_dir() and not any(work.iterdir()):
+            work.rmdir()
+    barrier(ctx)
     return out_dir
 
 
@@ -170,10 +204,11 @@ def sft(
         raise UserError("sft: no dialogues to train on")
     out_dir, data_id, parent = Path(out_dir), data_hash(dialogues), weights_hash(base_model_dir)
     key = stage_key("sft", options, data_id, parent, seed)
-    if prepare_output_dir(out_dir, key, force=force):
+    ctx = setup_distributed()
+    if on_main(lambda: prepare_output_dir(out_dir, key, force=force), ctx):
         return out_dir
     torch.manual_seed(seed)
-    loaded = load_model_dir(base_model_dir)
+    loaded = load_model_dir(base_model_dir, device=ctx.device)
     check_tokenizer(loaded, tokenizer_dir)
     if not loaded.tokenizer.chat_template:
         install_chat_template(loaded.tokenizer)
@@ -184,17 +219,11 @@ def sft(
     ]
     require_labels(rows, "sft", max_length_for(loaded, options))
     steps = math.ceil(len(rows) * options.epochs / options.batch_size)
-    device = next(loaded.model.parameters()).device
 
-    def loss_at(step: int) -> torch.Tensor:
-        picked = [rows[i] for i in batch_indices(len(rows), options.batch_size, seed, step)]
-        batch = pad_batch(picked, loaded.tokenizer.pad_token_id, device)
-        logits = loaded.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        return sft_loss(logits, batch["labels"].to(device))
-
-    optimisation = Optimisation(loaded.model, loop_options(options), steps)
+    optimisation = Optimisation(loaded.model, loop_options(options), steps, ctx)
+    loss_at = chat_loss_at(
+        rows, loaded.tokenizer.pad_token_id, optimisation, batch_size=options.batch_size, seed=seed
+    )
     work = work_dir_for(out_dir)
     optimisation.restore(work, key)
     loss, mean_loss = run_steps(
@@ -211,7 +240,7 @@ def sft(
         "steps": steps,
         "final_loss": loss,
         "mean_loss": mean_loss,
-        "assistant_tokens": sum(sum(t != -100 for t in lab) for _, lab in rows),
+        "assistant_tokens": sum(sum(t != IGNORE_INDEX for t in lab[1:]) for _, lab in rows),
     }
     return _finish(
         loaded,
@@ -270,10 +299,13 @@ def dpo(
         parent if reference_model_dir is None else f"{parent}/{weights_hash(reference_dir)}"
     )
     key = stage_key("dpo", options, data_id, parent_key, seed)
-    if prepare_output_dir(out_dir, key, force=force):
+    ctx = setup_distributed()
+    if on_main(lambda: prepare_output_dir(out_dir, key, force=force), ctx):
         return out_dir
     torch.manual_seed(seed)
-    loaded = load_model_dir(base_model_dir, chat=True, add_chat_template=add_chat_template)
+    loaded = load_model_dir(
+        base_model_dir, chat=True, add_chat_template=add_chat_template, device=ctx.device
+    )
     check_tokenizer(loaded, tokenizer_dir)
     require_generation_blocks(loaded.tokenizer, str(loaded.path))
     tok, n = loaded.tokenizer, max_length_for(loaded, options)
@@ -284,7 +316,7 @@ def dpo(
     if reference_model_dir is None:
         reference = loaded
     else:
-        reference = load_model_dir(reference_dir)
+        reference = load_model_dir(reference_dir, device=ctx.device)
         check_same_tokenizer(reference.tokenizer, reference_dir, tok, loaded.path)
     ref_chosen = _pair_logprobs(reference, chosen, options.batch_size)
     ref_rejected = _pair_logprobs(reference, rejected, options.batch_size)
@@ -293,12 +325,15 @@ def dpo(
     device = next(loaded.model.parameters()).device
     margins: list[float] = []
 
+    optimisation = Optimisation(loaded.model, loop_options(options), steps, ctx)
+
     def loss_at(step: int) -> torch.Tensor:
-        rows = batch_indices(len(pairs), options.batch_size, seed, step)
+        picked = batch_indices(len(pairs), options.batch_size, seed, step)
+        rows = picked if ctx.world_size == 1 else rank_rows(picked, ctx)
         batch = pad_batch(
             [chosen[i] for i in rows] + [rejected[i] for i in rows], tok.pad_token_id, device
         )
-        logits = loaded.model(
+        logits = optimisation.forward_model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         ).logits
         logps = sequence_logprobs(logits, batch["labels"].to(device))
@@ -309,11 +344,11 @@ def dpo(
             ref_chosen[index].to(device),
             ref_rejected[index].to(device),
             beta=options.beta,
+            num_pairs=None if ctx.world_size == 1 else len(picked) / ctx.world_size,
         )
         margins[:] = margin.tolist()
         return loss
 
-    optimisation = Optimisation(loaded.model, loop_options(options), steps)
     work = work_dir_for(out_dir)
     optimisation.restore(work, key)
     loss, mean_loss = run_steps(
