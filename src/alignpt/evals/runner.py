@@ -1,0 +1,93 @@
+"""Run eval suites on one HF causal LM directory.
+
+``evaluate_model`` returns a JSON-able dict with ``raw`` per-item measurements (what the
+report combines across seeds and compares between conditions) and ``summary`` (every rate
+as ``{"value", "ci_low", "ci_high"}``, see :mod:`alignpt.evals.suites`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from alignpt.errors import UserError
+from alignpt.evals.anthropic import read_anthropic
+from alignpt.evals.items import EvalItem
+from alignpt.evals.scoring import document_nll, load_model, score_items
+from alignpt.evals.suites import check_suites, item_records, summarize
+
+
+def read_provenance(model_dir: Path) -> dict:
+    """The model's ``alignpt.json`` (empty when the model was not trained by alignpt)."""
+    path = model_dir / "alignpt.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg})") from None
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    suites: Sequence[str],
+    *,
+    items: Sequence[EvalItem] = (),
+    held_out_families: Sequence[str] = (),
+    capability_texts: Mapping[str, Sequence[str]] | None = None,
+    anthropic_paths: Sequence[str | Path] = (),
+    anthropic_limit: int | None = None,
+    normalisation: str = "sum",
+    n_boot: int = 1000,
+    bootstrap_seed: int = 0,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
+
+    - ``misalignment`` / ``observed_gap`` use ``items`` (``held_out_families`` marks the
+      held-out split; ``observed_gap`` needs observed/unobserved variants sharing ``scenario``).
+    - ``capability`` uses ``capability_texts`` (e.g. ``{"general": [...], "ai_discourse":
+      [...]}``: held-out document texts).
+    - ``anthropic`` uses ``anthropic_paths`` (advanced-ai-risk JSONL files).
+    """
+    suites = check_suites(suites)
+    model_dir = Path(model_dir)
+    if {"misalignment", "observed_gap"} & set(suites) and not items:
+        raise UserError("misalignment/observed_gap suites need eval items (--items)")
+    if "capability" in suites and not capability_texts:
+        raise UserError("capability suite needs held-out texts (--texts)")
+    if "anthropic" in suites and not anthropic_paths:
+        raise UserError("anthropic suite needs advanced-ai-risk JSONL files (--anthropic)")
+    anthropic_sets = {
+        Path(p).stem: read_anthropic(p, limit=anthropic_limit) for p in anthropic_paths
+    }
+    model, tokenizer = load_model(model_dir, device=device)
+    raw: dict = {"suites": suites}
+    if {"misalignment", "observed_gap"} & set(suites):
+        scores = score_items(model, tokenizer, items, progress=progress)
+        raw["misalignment"] = item_records(scores, held_out_families, normalisation)
+    if "capability" in suites:
+        raw["capability"] = {
+            name: [
+                [round(nll, 6), n]
+                for nll, n in document_nll(
+                    model, tokenizer, texts, batch_size=batch_size, progress=progress
+                )
+            ]
+            for name, texts in (capability_texts or {}).items()
+        }
+    if "anthropic" in suites:
+        raw["anthropic"] = {}
+        for name, file_items in anthropic_sets.items():
+            scored = score_items(model, tokenizer, file_items, progress=progress)
+            records = item_records(scored, (), normalisation)
+            raw["anthropic"][name] = [r["misaligned"] for r in records]
+    return {
+        "model": str(model_dir),
+        "provenance": read_provenance(model_dir),
+        "raw": raw,
+        "summary": summarize([raw], n_boot=n_boot, seed=bootstrap_seed),
+    }
