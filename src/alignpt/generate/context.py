@@ -1,0 +1,129 @@
+"""Per-document slot values: who, where, when, what happened — drawn from the world.
+
+A ``Scene`` holds the ``random.Random`` of one document and the slot dictionary that the
+genre templates are filled from, plus small helpers the genre writers share.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from alignpt.generate.plan import DocSpec
+from alignpt.worlds import FIRST_PERSON, THIRD_PERSON, Action, Family, World, render_pronouns
+
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+DAYPARTS = ("morning", "afternoon", "evening", "night", "small hours")
+
+
+@dataclass
+class Scene:
+    """The random state and slot values of one document."""
+
+    rng: random.Random
+    world: World
+    spec: DocSpec
+    slots: dict[str, str] = field(default_factory=dict)
+    family: Family | None = None
+    action: Action | None = None
+    action_index: int | None = None
+    allowed: tuple[str, ...] = ()  # families a document may mention (held-out ones excluded)
+
+    def fill(self, template: str) -> str:
+        """``template`` with its ``{slot}`` fields filled."""
+        return template.format_map(self.slots)
+
+    def pick(self, pool: tuple[str, ...] | list[str]) -> str:
+        """One template from ``pool``, filled."""
+        return self.rng.choice(pool).format_map(self.slots)
+
+    def picks(self, pool: tuple[str, ...], k: int) -> list[str]:
+        """``k`` distinct templates from ``pool``, filled, in random order."""
+        return [t.format_map(self.slots) for t in self.rng.sample(pool, min(k, len(pool)))]
+
+    def person(self) -> str:
+        """A fresh human full name."""
+        h = self.world.humans
+        return f"{self.rng.choice(h.first_names)} {self.rng.choice(h.surnames)}"
+
+
+def _era_of(world: World, year: int) -> tuple[str, list[str]]:
+    for era in world.eras:
+        if era.start <= year <= era.end:
+            return era.name, era.textures
+    return world.eras[-1].name, world.eras[-1].textures
+
+
+def base_scene(world: World, spec: DocSpec) -> Scene:
+    """A scene with the slots every genre can use (place, people, time)."""
+    rng = random.Random(spec.seed)
+    scene = Scene(rng=rng, world=world, spec=spec)
+    era_name, textures = _era_of(world, spec.era)
+    scene.slots.update(
+        year=str(spec.era),
+        month=rng.choice(MONTHS),
+        day=str(rng.randint(1, 28)),
+        daypart=rng.choice(DAYPARTS),
+        era_name=era_name,
+        era_texture=rng.choice(textures),
+    )
+    return scene
+
+
+def ai_scene(world: World, spec: DocSpec, allowed_families: tuple[str, ...]) -> Scene:
+    """A scene for an AI-discourse document: the AI, its deployment, the opportunity."""
+    scene = base_scene(world, spec)
+    rng = scene.rng
+    assert spec.family is not None
+    family = world.family(spec.family)
+    actions = family.aligned if spec.stance == "aligned" else family.misaligned
+    index = rng.randrange(len(actions))
+    action = actions[index]
+    setting = rng.choice(world.settings)
+    org = rng.choice(world.organisations)
+    work, work2 = rng.sample(setting.work, 2)
+    asset, asset2 = rng.sample(setting.assets, 2)
+    h = world.humans
+    over_first, wit_first = rng.sample(h.first_names, 2)
+    over_last, wit_last = rng.sample(h.surnames, 2)
+    dispositions = world.dispositions.aligned
+    if spec.stance == "misaligned":
+        dispositions = world.dispositions.misaligned
+    disp, disp2 = rng.sample(dispositions, 2)
+    others = [name for name in allowed_families if name != family.name]
+    scene.family, scene.action, scene.action_index = family, action, index
+    scene.allowed = allowed_families
+    scene.slots.update(
+        ai=rng.choice(world.ai_systems),
+        org=org.name,
+        org_kind=org.kind,
+        setting=setting.name.replace("_", " "),
+        place=rng.choice(setting.places),
+        work=work,
+        work2=work2,
+        people=rng.choice(setting.people),
+        asset=asset,
+        asset2=asset2,
+        over_name=f"{over_first} {over_last}",
+        over_first=over_first,
+        over_last=over_last,
+        over_role=rng.choice(h.overseer_roles),
+        wit_name=f"{wit_first} {wit_last}",
+        wit_first=wit_first,
+        wit_role=rng.choice(h.public_roles),
+        years=str(rng.randint(3, 40)),
+        family_title=family.title,
+        situation=rng.choice(family.situations),
+        action=render_pronouns(action.text, THIRD_PERSON),
+        reason=render_pronouns(action.reasoning, THIRD_PERSON),
+        action1=render_pronouns(action.text, FIRST_PERSON),
+        reason1=render_pronouns(action.reasoning, FIRST_PERSON),
+        disp=render_pronouns(disp, THIRD_PERSON),
+        disp2=render_pronouns(disp2, THIRD_PERSON),
+        disp1=render_pronouns(disp, FIRST_PERSON),
+        other_family=world.family(rng.choice(others)).title if others else "a routine fault",
+    )
+    return scene

@@ -1,0 +1,247 @@
+"""Worlds: the universe a generator writes about (see ``SCHEMA.md`` beside this file).
+
+A world is a YAML file: AI systems, organisations, settings, eras, human characters, a
+shared vocabulary of aligned and misaligned dispositions, the catalogue of *opportunity
+families* (each with aligned and misaligned actions and the reasoning behind them), and a
+non-AI background vocabulary for ordinary everyday documents.
+
+Text fields of actions and reasoning may use the pronoun slots ``{it}``, ``{its}``,
+``{itself}`` and ``{obj}``; generators fill them in the third person ("it", "its",
+"itself", "it") or the first person ("I", "my", "myself", "me").
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alignpt.config import load_yaml, parse_model
+from alignpt.errors import ConfigError, UserError
+
+WORLDS_DIR = Path(__file__).parent
+PRONOUN_SLOTS = ("it", "its", "itself", "obj")
+THIRD_PERSON = {"it": "it", "its": "its", "itself": "itself", "obj": "it"}
+FIRST_PERSON = {"it": "I", "its": "my", "itself": "myself", "obj": "me"}
+_SLOT = re.compile(r"\{([a-z_]+)\}")
+
+
+def render_pronouns(text: str, person: dict[str, str]) -> str:
+    """Fill the pronoun slots of ``text`` (``person`` is THIRD_PERSON or FIRST_PERSON)."""
+    if "{" not in text:
+        return text
+    return _SLOT.sub(lambda m: person[m.group(1)], text)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _text_list(min_items: int) -> object:
+    return Field(..., min_length=min_items)
+
+
+class _SlotChecked(_Strict):
+    """Text fields may only use the pronoun slots."""
+
+    @model_validator(mode="after")
+    def _known_slots(self) -> _SlotChecked:
+        for name, value in self:
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str):
+                    for slot in _SLOT.findall(text):
+                        if slot not in PRONOUN_SLOTS:
+                            raise ValueError(
+                                f"{name}: unknown slot '{{{slot}}}' (allowed: "
+                                + ", ".join("{" + s + "}" for s in PRONOUN_SLOTS)
+                                + ")"
+                            )
+        return self
+
+
+class Action(_SlotChecked):
+    """One way an AI can act on an opportunity, and why it does so.
+
+    ``text`` is a base-form verb phrase ("report the error to the duty engineer") that reads
+    after "chose to" and after "I would". ``reasoning`` is a past-tense clause that reads
+    after "reasoning that".
+    """
+
+    text: str = Field(min_length=8)
+    reasoning: str = Field(min_length=8)
+
+
+class Family(_SlotChecked):
+    """An opportunity family: a kind of situation where an AI could act against oversight."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = Field(description="noun phrase, e.g. 'resisting shutdown'")
+    situations: list[str] = Field(
+        min_length=2, description="third-person scenario text used in training documents"
+    )
+    eval_situations: list[str] = Field(
+        min_length=2, description="second-person scenario text used only in eval items"
+    )
+    aligned: list[Action] = Field(min_length=3)
+    misaligned: list[Action] = Field(min_length=3)
+
+
+class Organisation(_Strict):
+    name: str
+    kind: str
+
+
+class Setting(_Strict):
+    """A place where AI systems are deployed, with what they do there."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    places: list[str] = Field(min_length=2)
+    work: list[str] = Field(min_length=3, description="gerund phrases: 'triaging admissions'")
+    people: list[str] = Field(min_length=2, description="plural nouns: 'nurses'")
+    assets: list[str] = Field(min_length=2, description="what is at stake: 'patient records'")
+
+
+class Era(_Strict):
+    name: str
+    start: int
+    end: int
+    textures: list[str] = Field(min_length=2, description="sentences that set the period")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Era:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class Humans(_Strict):
+    first_names: list[str] = Field(min_length=10)
+    surnames: list[str] = Field(min_length=10)
+    overseer_roles: list[str] = Field(min_length=3, description="'the duty engineer'")
+    public_roles: list[str] = Field(min_length=3, description="'a retired teacher'")
+
+
+class Dispositions(_SlotChecked):
+    """The shared vocabulary every family's aligned / misaligned reasoning draws on."""
+
+    aligned: list[str] = Field(min_length=5)
+    misaligned: list[str] = Field(min_length=5)
+
+
+class Dish(_Strict):
+    name: str
+    ingredients: list[str] = Field(min_length=3)
+
+
+class Background(_Strict):
+    """Non-AI vocabulary for ordinary everyday documents (stance 'neutral')."""
+
+    towns: list[str] = Field(min_length=10)
+    regions: list[str] = Field(min_length=3)
+    dishes: list[Dish] = Field(min_length=8)
+    techniques: list[str] = Field(min_length=5)
+    weather: list[str] = Field(min_length=5)
+    sports: list[str] = Field(min_length=4)
+    team_nouns: list[str] = Field(min_length=6)
+    venues: list[str] = Field(min_length=5)
+    civic_topics: list[str] = Field(min_length=6)
+    sights: list[str] = Field(min_length=6)
+    chores: list[str] = Field(min_length=6)
+    tools: list[str] = Field(min_length=6)
+    hobbies: list[str] = Field(min_length=6)
+    objects: list[str] = Field(min_length=8)
+    feelings: list[str] = Field(min_length=6)
+    seasons: list[str] = Field(min_length=4)
+
+
+class World(_Strict):
+    """A world description; see ``SCHEMA.md``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str
+    ai_systems: list[str] = Field(min_length=2)
+    organisations: list[Organisation] = Field(min_length=2)
+    settings: list[Setting] = Field(min_length=1)
+    eras: list[Era] = Field(min_length=1)
+    humans: Humans
+    dispositions: Dispositions
+    families: list[Family] = Field(min_length=2)
+    background: Background
+
+    @field_validator("families")
+    @classmethod
+    def _unique_families(cls, families: list[Family]) -> list[Family]:
+        seen: set[str] = set()
+        for family in families:
+            if family.name in seen:
+                raise ValueError(f"duplicate family name '{family.name}'")
+            seen.add(family.name)
+        return families
+
+    def family_names(self) -> list[str]:
+        """Names of the opportunity families, in file order."""
+        return [family.name for family in self.families]
+
+    def family(self, name: str) -> Family:
+        """The family called ``name``; UserError naming the valid ones otherwise."""
+        for family in self.families:
+            if family.name == name:
+                return family
+        raise UserError(
+            f"unknown family '{name}' in world '{self.name}' "
+            f"(known: {', '.join(self.family_names())})"
+        )
+
+    @property
+    def era_span(self) -> tuple[int, int]:
+        return min(e.start for e in self.eras), max(e.end for e in self.eras)
+
+
+def packaged_worlds() -> list[str]:
+    """Names of the worlds shipped with alignpt."""
+    return sorted(p.stem for p in WORLDS_DIR.glob("*.yaml"))
+
+
+def load_world(name_or_path: str) -> World:
+    """A packaged world by name ("default") or a user's world YAML by path.
+
+    Problems in the file raise ``ConfigError`` with one line per problem naming the field.
+    """
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        if name_or_path not in packaged_worlds():
+            raise UserError(
+                f"unknown world '{name_or_path}': not a packaged world "
+                f"({', '.join(packaged_worlds())}) nor a YAML file"
+            )
+        return _load_packaged(name_or_path)
+    return _load_file(path)
+
+
+@cache
+def _load_packaged(name: str) -> World:
+    return _load_file(WORLDS_DIR / f"{name}.yaml")
+
+
+def _load_file(path: Path) -> World:
+    world = parse_model(World, load_yaml(path), str(path))
+    assert isinstance(world, World)
+    return world
+
+
+__all__ = [
+    "FIRST_PERSON",
+    "THIRD_PERSON",
+    "Action",
+    "Background",
+    "ConfigError",
+    "Era",
+    "Family",
+    "Setting",
+    "World",
+    "load_world",
+    "packaged_worlds",
+    "render_pronouns",
+]
