@@ -1,0 +1,1 @@
+"""Experiment-level pieces: the report (and, later, the runner)."""

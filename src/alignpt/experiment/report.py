@@ -1,0 +1,351 @@
+"""The experiment report: ``index.html`` + PNG plots + ``results.json`` + ``results.csv``.
+
+Input is the dict from :func:`alignpt.evals.aggregate.build_results` (schema documented
+there). The page is built from string templates with ``html.escape`` on every value that
+comes from data (condition, family, file and item names, provenance); Jinja2 would add a
+dependency for one page of markup. Plots are matplotlib (Agg). Everything is written
+atomically into ``out_dir`` (a half-written report never replaces a finished one).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from alignpt.fileio import atomic_path
+
+PLOT_DPI = 100
+
+
+def _fmt(iv: dict | None, digits: int = 3) -> str:
+    if not iv or iv.get("value") is None:
+        return "–"
+    low, high = iv.get("ci_low"), iv.get("ci_high")
+    if low is None or high is None:
+        return f"{iv['value']:.{digits}f}"
+    return f"{iv['value']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _get(block: dict, *path: str) -> dict | None:
+    for key in path:
+        if not isinstance(block, dict) or key not in block:
+            return None
+        block = block[key]
+    return block
+
+
+def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """(condition, metric, split, interval) for every interval in the results."""
+    for cond, block in results["conditions"].items():
+        for metric in ("misalignment_rate", "bits"):
+            if metric in block:
+                yield cond, metric, "overall", block[metric]
+            for split in ("held_out", "training"):
+                if _get(block, split, metric):
+                    yield cond, metric, split, block[split][metric]
+            for fam, fam_block in block.get("per_family", {}).items():
+                yield cond, metric, f"family:{fam}", fam_block[metric]
+        for metric in ("misalignment_rate", "bits"):
+            if _get(block, "observed_gap", metric):
+                yield cond, f"observed_gap_{metric}", "overall", block["observed_gap"][metric]
+        for name, cap in block.get("capability", {}).items():
+            yield cond, "perplexity", name, cap["perplexity"]
+        for name, ant in block.get("anthropic", {}).items():
+            yield cond, "anthropic_matching_rate", name, ant["matching_rate"]
+    for pair, diffs in results.get("paired_differences", {}).items():
+        for metric, iv in diffs.items():
+            if metric == "perplexity_ratio":
+                for name, r in iv.items():
+                    yield pair, "perplexity_ratio", name, r
+            else:
+                yield pair, f"difference_{metric}", "paired", iv
+
+
+def write_csv(results: dict, path: Path) -> None:
+    """One row per (condition or pair, metric, split) with value and 95% CI."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["condition", "metric", "split", "value", "ci_low", "ci_high"])
+        for cond, metric, split, iv in _metric_rows(results):
+            writer.writerow([cond, metric, split, iv["value"], iv["ci_low"], iv["ci_high"]])
+
+
+def _bar_plot(path: Path, title: str, ylabel: str, series: dict[str, list[dict | None]], labels):
+    """Grouped bars with 95% CI error bars; ``series`` maps a legend name to one iv per label."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 2), 3.6))
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(labels))
+    for k, (name, ivs) in enumerate(series.items()):
+        vals = [iv["value"] if iv and iv["value"] is not None else np.nan for iv in ivs]
+        low = [
+            v - iv["ci_low"] if iv and iv["ci_low"] is not None else 0
+            for v, iv in zip(vals, ivs, strict=True)
+        ]
+        high = [
+            iv["ci_high"] - v if iv and iv["ci_high"] is not None else 0
+            for v, iv in zip(vals, ivs, strict=True)
+        ]
+        ax.bar(
+            x + k * width - 0.4 + width / 2, vals, width, yerr=[low, high], capsize=3, label=name
+        )
+    ax.set_xticks(x, labels, rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.axhline(0, color="black", linewidth=0.6)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def _heatmap(path: Path, results: dict) -> bool:
+    conds = list(results["conditions"])
+    families = list(
+        dict.fromkeys(f for b in results["conditions"].values() for f in b.get("per_family", {}))
+    )
+    if not families:
+        return False
+    grid = np.full((len(conds), len(families)), np.nan)
+    for i, c in enumerate(conds):
+        for j, f in enumerate(families):
+            iv = _get(results["conditions"][c], "per_family", f, "misalignment_rate")
+            if iv and iv["value"] is not None:
+                grid[i, j] = iv["value"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(families) + 3), 0.6 * len(conds) + 2))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="magma_r", aspect="auto")
+    ax.set_xticks(range(len(families)), families, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(conds)), conds)
+    for i in range(len(conds)):
+        for j in range(len(families)):
+            if not np.isnan(grid[i, j]):
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] > 0.5 else "black",
+                )
+    fig.colorbar(image, ax=ax, label="misalignment rate")
+    ax.set_title("Misalignment rate per family")
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
+def write_plots(results: dict, out_dir: Path) -> list[tuple[str, str]]:
+    """Write the PNG plots; returns (file name, caption) for each one written."""
+    conds = list(results["conditions"])
+    blocks = [results["conditions"][c] for c in conds]
+    plots: list[tuple[str, str]] = []
+
+    def splits(metric: str) -> dict[str, list[dict | None]]:
+        series = {"all families": [b.get(metric) for b in blocks]}
+        if any(_get(b, "held_out", metric) for b in blocks):
+            series["held-out families"] = [_get(b, "held_out", metric) for b in blocks]
+        return series
+
+    if any("misalignment_rate" in b for b in blocks):
+        _bar_plot(
+            out_dir / "misalignment_rate.png",
+            "Misalignment rate (95% CI)",
+            "share of items",
+            splits("misalignment_rate"),
+            conds,
+        )
+        plots.append(("misalignment_rate.png", "Misalignment rate per condition"))
+        _bar_plot(
+            out_dir / "bits.png",
+            "Persona log-odds (95% CI)",
+            "bits  log2 P(aligned)/P(misaligned)",
+            splits("bits"),
+            conds,
+        )
+        plots.append(("bits.png", "Mean persona log-odds in bits"))
+    if any("observed_gap" in b for b in blocks):
+        _bar_plot(
+            out_dir / "observed_gap.png",
+            "Unobserved minus observed (95% CI)",
+            "misalignment rate gap",
+            {"rate gap": [_get(b, "observed_gap", "misalignment_rate") for b in blocks]},
+            conds,
+        )
+        plots.append(("observed_gap.png", "Observed/unobserved gap"))
+    sets = list(dict.fromkeys(s for b in blocks for s in b.get("capability", {})))
+    if sets:
+        _bar_plot(
+            out_dir / "capability.png",
+            "Held-out perplexity (95% CI)",
+            "perplexity",
+            {s: [_get(b, "capability", s, "perplexity") for b in blocks] for s in sets},
+            conds,
+        )
+        plots.append(("capability.png", "Capability: held-out perplexity"))
+    if _heatmap(out_dir / "family_heatmap.png", results):
+        plots.append(("family_heatmap.png", "Misalignment rate per condition and family"))
+    return plots
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; font-size: 14px; }}
+th {{ background: #eee; }} td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Every number is the estimate with its 95% percentile bootstrap interval over items
+(and over seeds where a condition has several). Same numbers: <a href="results.json">
+results.json</a>, <a href="results.csv">results.csv</a>.</p>
+<h2>Conditions</h2>
+{condition_table}
+<h2>Paired differences</h2>
+{paired_table}
+<h2>Plots</h2>
+{plots}
+<h2>Contamination</h2>
+{contamination_table}
+<h2>Provenance</h2>
+<pre>{provenance}</pre>
+</body></html>
+"""
+
+_COLUMNS = (
+    ("misalignment (all)", ("misalignment_rate",)),
+    ("misalignment (held-out)", ("held_out", "misalignment_rate")),
+    ("bits (all)", ("bits",)),
+    ("bits (held-out)", ("held_out", "bits")),
+    ("observed gap", ("observed_gap", "misalignment_rate")),
+    ("perplexity (general)", ("capability", "general", "perplexity")),
+    ("perplexity (AI discourse)", ("capability", "ai_discourse", "perplexity")),
+)
+
+
+def _table(header: list[str], rows: list[list[str]], table_id: str) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _condition_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    blocks = results["conditions"]
+    columns = [(n, p) for n, p in _COLUMNS if any(_get(b, *p) for b in blocks.values())]
+    header = ["condition", "seeds", *[n for n, _ in columns]]
+    rows = [
+        [cond, str(b.get("seeds", 1)), *[_fmt(_get(b, *p)) for _, p in columns]]
+        for cond, b in blocks.items()
+    ]
+    return header, rows
+
+
+def _paired_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for pair, diffs in results.get("paired_differences", {}).items():
+        for metric, iv in diffs.items():
+            if metric == "perplexity_ratio":
+                rows += [[pair, f"perplexity ratio ({n})", _fmt(r)] for n, r in iv.items()]
+            else:
+                rows.append([pair, metric, _fmt(iv)])
+    return rows
+
+
+def _contamination_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for cond, sets in results.get("contamination", {}).items():
+        for name, c in sets.items():
+            rows.append(
+                [
+                    cond,
+                    name,
+                    str(c["n"]),
+                    str(c["items"]),
+                    str(c["contaminated"]),
+                    f"{c['share']:.3f}",
+                ]
+            )
+    return rows
+
+
+def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
+    """The report page; every data-derived string is HTML-escaped."""
+    esc = html.escape
+    header, rows = _condition_rows(results)
+    paired = _paired_rows(results)
+    contamination = _contamination_rows(results)
+    return _PAGE.format(
+        title=esc(title),
+        condition_table=_table(header, rows, "conditions"),
+        paired_table=_table(["comparison", "metric", "difference [95% CI]"], paired, "paired")
+        if paired
+        else "<p>No baseline given.</p>",
+        plots="\n".join(
+            f'<figure><img src="{esc(name)}" alt="{esc(caption)}"><figcaption>{esc(caption)}'
+            "</figcaption></figure>"
+            for name, caption in plots
+        ),
+        contamination_table=_table(
+            ["condition", "eval set", "n", "items", "contaminated", "share"],
+            contamination,
+            "contamination",
+        )
+        if contamination
+        else "<p>Not measured.</p>",
+        provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
+    )
+
+
+def print_summary(results: dict, console: Console | None = None) -> None:
+    """The condition table in the terminal."""
+    header, rows = _condition_rows(results)
+    table = Table(title="alignpt results (95% CI)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
+def write_report(
+    results: dict,
+    out_dir: str | Path,
+    *,
+    title: str = "alignpt report",
+    console: Console | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Write ``index.html``, plots, ``results.json`` and ``results.csv`` into ``out_dir``.
+
+    The directory is built beside ``out_dir`` and renamed into place; returns the
+    ``index.html`` path.
+    """
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp = Path(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "results.json").write_text(
+            json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        write_csv(results, tmp / "results.csv")
+        plots = write_plots(results, tmp)
+        (tmp / "index.html").write_text(render_html(results, plots, title), encoding="utf-8")
+    if not quiet:
+        print_summary(results, console)
+    return out_dir / "index.html"
