@@ -193,14 +193,15 @@ def work_dir_for(out_dir: Path) -> Path:
 
 
 def progress_bar(description: str) -> Progress:
-    """A rich progress bar (disabled when ALIGNPT_NO_PROGRESS is set, e.g. in tests)."""
+    """A rich progress bar (rank 0 only; off when ALIGNPT_NO_PROGRESS is set, e.g. in tests)."""
     return Progress(
         TextColumn(description),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
         TimeRemainingColumn(),
-        disable=bool(os.environ.get("ALIGNPT_NO_PROGRESS")),
+        disable=bool(os.environ.get("ALIGNPT_NO_PROGRESS"))
+        or int(os.environ.get("RANK", "0")) != 0,
     )
 
 
