@@ -91,3 +91,20 @@ def evaluate_model(
         "raw": raw,
         "summary": summarize([raw], n_boot=n_boot, seed=bootstrap_seed),
     }
+
+
+def capability_texts_from_documents(
+    path: str | Path, *, limit: int | None = None
+) -> dict[str, list[str]]:
+    """Held-out documents split by ``metadata.ai_discourse``: ``general`` and ``ai_discourse``.
+
+    Documents without the key count as general text. ``limit`` caps each set.
+    """
+    from alignpt.documents import read_documents
+
+    sets: dict[str, list[str]] = {"general": [], "ai_discourse": []}
+    for doc in read_documents(path):
+        name = "ai_discourse" if doc.metadata.get("ai_discourse") else "general"
+        if limit is None or len(sets[name]) < limit:
+            sets[name].append(doc.text)
+    return {name: texts for name, texts in sets.items() if texts}
