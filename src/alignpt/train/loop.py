@@ -151,11 +151,16 @@ class Trainer:
         compile_model = (
             self.train.compile if self.train.compile is not None else ctx.device.type == "cuda"
         )
-        model_for_step: nn.Module = self.raw_model
-        if compile_model:
-            model_for_step = torch.compile(model_for_step)
-        self.model = wrap_model(model_for_step, ctx, self.train.distributed)
+        if ctx.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
         self.fsdp = ctx.distributed and self.train.distributed == "fsdp"
+        if self.fsdp:  # FSDP2: shard the plain modules, then compile the sharded model
+            self.model = wrap_model(self.raw_model, ctx, "fsdp")
+            if compile_model:
+                self.model = torch.compile(self.model)
+        else:  # DDP over the compiled module, as in PyTorch's DDP + compile recipe
+            step_model = torch.compile(self.raw_model) if compile_model else self.raw_model
+            self.model = wrap_model(step_model, ctx, "ddp")
         # After wrapping: FSDP replaces the parameters with sharded ones.
         self.optimizer = adamw(self.model, self.train, ctx.device)
         self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
