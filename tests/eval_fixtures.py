@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -88,3 +89,9 @@ def hand_items() -> list[EvalItem]:
                 )
             )
     return items
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny model directory shared by the eval tests."""
+    return build_model_dir(tmp_path_factory.mktemp("eval-model"))
