@@ -83,7 +83,8 @@ def ai_scene(world: World, spec: DocSpec, allowed_families: tuple[str, ...]) -> 
     index = rng.randrange(len(actions))
     action = actions[index]
     setting = rng.choice(world.settings)
-    org = rng.choice(world.organisations)
+    matching = [o for o in world.organisations if o.setting == setting.name]
+    org = rng.choice(matching or world.organisations)
     work, work2 = rng.sample(setting.work, 2)
     asset, asset2 = rng.sample(setting.assets, 2)
     h = world.humans

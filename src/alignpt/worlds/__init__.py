@@ -39,10 +39,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _text_list(min_items: int) -> object:
-    return Field(..., min_length=min_items)
-
-
 class _SlotChecked(_Strict):
     """Text fields may only use the pronoun slots."""
 
@@ -91,6 +87,7 @@ class Family(_SlotChecked):
 class Organisation(_Strict):
     name: str
     kind: str
+    setting: str | None = Field(None, description="the setting it runs, if any")
 
 
 class Setting(_Strict):
@@ -193,6 +190,17 @@ class World(_Strict):
             f"unknown family '{name}' in world '{self.name}' "
             f"(known: {', '.join(self.family_names())})"
         )
+
+    @model_validator(mode="after")
+    def _known_org_settings(self) -> World:
+        names = {s.name for s in self.settings}
+        for k, org in enumerate(self.organisations):
+            if org.setting is not None and org.setting not in names:
+                raise ValueError(
+                    f"organisations.{k}.setting: unknown setting '{org.setting}' "
+                    f"(known: {', '.join(sorted(names))})"
+                )
+        return self
 
     @property
     def era_span(self) -> tuple[int, int]:
