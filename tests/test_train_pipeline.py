@@ -125,6 +125,10 @@ def test_bad_inputs_get_one_clear_line(setup, tmp_path):
     config, path = setup
     with pytest.raises(UserError, match="no condition 'nope' in the config"):
         train_condition(config, "nope", seed=0)
+    bad = config.model_copy(deep=True)
+    bad.model.preset = "huge"
+    with pytest.raises(UserError, match=r"model\.preset: unknown preset 'huge'"):
+        train_condition(bad, "base", seed=0, out_dir=tmp_path / "huge")
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(UserError, match="output directory is not writable"):

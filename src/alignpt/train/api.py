@@ -95,6 +95,14 @@ def train_condition(
         raise UserError(f"conditions: no condition '{condition}' in the config (known: {known})")
     out = Path(out_dir) if out_dir is not None else default_out_dir(config, condition, seed)
     ctx = setup_distributed(device)
+    # Fail fast on model/batch settings, before the mix is built (the vocab is checked later).
+    build_llama_config(
+        config.model.preset,
+        vocab_size=config.tokenizer.vocab_size,
+        seq_len=config.model.seq_len,
+        overrides=config.model.overrides,
+    )
+    micro_batch_size(config.train, ctx.world_size)
     if ctx.is_main:
         ensure_writable(out)
     from alignpt.mix import TokenWindowLoader, build_mix, condition_phases, manifest_sha256
