@@ -35,29 +35,41 @@ def _plan_references(mix_dir: Path, condition: str) -> dict[str, set[int]]:
 def validation_windows(
     mix_dir: Path, condition: str, *, seq_len: int, n_windows: int
 ) -> dict[str, torch.Tensor]:
-    """Up to ``n_windows`` windows of ``seq_len + 1`` tokens per class, deterministically."""
+    """Up to ``n_windows`` windows of ``seq_len + 1`` tokens per class, deterministically.
+
+    Reads documents in shard order and stops as soon as every class has enough unseen
+    tokens, so memory and time stay bounded on large mixes.
+    """
     from alignpt.mix.shards import Shard  # the mix area's shard reader
 
+    window = seq_len + 1
+    need = n_windows * window
     used = _plan_references(mix_dir, condition)
-    unseen: dict[str, list[np.ndarray]] = {name: [] for name in CLASSES}
-    seen: dict[str, list[np.ndarray]] = {name: [] for name in CLASSES}
+    pieces = {(name, seen): [] for name in CLASSES for seen in (False, True)}
+    filled = dict.fromkeys(pieces, 0)
     for shard_dir in sorted((mix_dir / "shards").iterdir()):
+        if all(filled[(name, False)] >= need for name in CLASSES):
+            break
         if not (shard_dir / "manifest.json").is_file():
             continue
         shard = Shard(shard_dir)
         trained = used.get(shard_dir.name, set())
         for index, metadata in enumerate(shard.metadata()):
-            name = "ai_discourse" if metadata.get("ai_discourse") else "general"
-            bucket = seen if index in trained else unseen
-            bucket[name].append(shard.document_tokens(index))
-    window = seq_len + 1
-    need = n_windows * window
+            key = ("ai_discourse" if metadata.get("ai_discourse") else "general", index in trained)
+            if filled[key] < need:
+                tokens = shard.document_tokens(index)
+                pieces[key].append(tokens)
+                filled[key] += len(tokens)
+                if all(filled[(name, False)] >= need for name in CLASSES):
+                    break
     out: dict[str, torch.Tensor] = {}
     for name in CLASSES:
-        pieces, label = unseen[name], name
-        if sum(len(p) for p in pieces) < need:
-            pieces, label = pieces + seen[name], f"{name}_seen"
-        stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        chosen, label = pieces[(name, False)], name
+        if filled[(name, False)] < need:
+            chosen, label = chosen + pieces[(name, True)], f"{name}_seen"
+        if not chosen:
+            continue
+        stream = np.concatenate(chosen)
         count = min(n_windows, len(stream) // window)
         if count:
             data = stream[: count * window].astype(np.int64).reshape(count, window)
