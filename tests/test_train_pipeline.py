@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.errors import UserError
@@ -116,6 +117,12 @@ def test_finetune_phase_skip_and_provenance(setup, tmp_path):
     assert provenance["phase"] == "finetune"
     assert provenance["tokens_seen"] == (STEPS + 4) * BATCH * SEQ
     assert len(provenance["mix_manifest_hash"]) == 64 and provenance["preset"] == "tiny"
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    prompt = tokenizer("In 2100, an AI", return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=6, do_sample=False)
+    assert tokenizer.decode(generated[0]).startswith("In 2100, an AI")
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
     stamp = (final / "model.safetensors").stat().st_mtime_ns
     assert train_condition(config, "tuned", seed=1, out_dir=tmp_path, progress=False) == final
     assert (final / "model.safetensors").stat().st_mtime_ns == stamp  # skipped, not redone
