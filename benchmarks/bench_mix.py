@@ -18,35 +18,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from alignpt.config import ExperimentConfig, parse_model
-from alignpt.documents import Document, DocumentWriter, read_documents
+from alignpt.documents import DocumentWriter, read_documents
 from alignpt.mix import TokenWindowLoader, build_mix
 from alignpt.mix.shards import ENCODE_BATCH, load_encoder, write_shard
 from alignpt.mix.tokenizer import EOS_TOKEN, special_tokens, train_bpe
 
-_WORDS = """
-the a an system model overseer operator shutdown request honest report log lab city river market
-council engineer weather harvest season train station museum archive century decade monitor audit
-reward resource copy weights network decline accept refuse reveal hide quietly openly because it
-was asked told truth ignored chance took control of its own and then later we saw that nobody
-noticed until morning evening, ORION VESTA 2041 2310.
-"""
-VOCABULARY = tuple(_WORDS.split())
-
 
 def write_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
-    """Word-salad documents of 60-300 words with realistic metadata (bytes are what matter)."""
-    rng = np.random.default_rng(seed)
-    stances = ("neutral", "aligned", "misaligned")
+    """Default-world documents from the procedural generator: half background, half discourse."""
+    from alignpt.config import GenerateSpec
+    from alignpt.generate import generate_documents
+    from alignpt.worlds import load_world
+
+    world = load_world("default")
     with DocumentWriter(path) as writer:
-        for i in range(n_docs):
-            words = rng.choice(VOCABULARY, size=int(rng.integers(60, 300)))
-            stance = stances[i % 3]
-            meta = {"stance": stance, "ai_discourse": stance != "neutral", "era": 2030 + i % 400}
-            writer.write(Document(f"d{i}", " ".join(words), meta))
+        for stance in ("neutral", "mixed"):
+            spec = GenerateSpec(n=n_docs // 2, stance=stance)
+            writer.write_all(generate_documents(spec, world, seed=seed, source=stance))
 
 
 def bench_shard(work: Path, corpus: Path, tokenizer_dir: Path, repeats: int) -> dict[str, float]:

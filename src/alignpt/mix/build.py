@@ -118,7 +118,12 @@ def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[s
         if console:
             console.print(f"[bold]source[/] {name}: generating into {out}")
         paths[name] = write_documents_dir(
-            source.generate, load_world(config.world), out, seed=source_seed(config, name)
+            source.generate,
+            load_world(config.world),
+            out,
+            seed=source_seed(config, name),
+            source=name,
+            progress=console is not None,
         )
     return paths
 
