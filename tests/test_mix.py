@@ -454,3 +454,40 @@ def test_interrupted_build_resumes_with_finished_shards(built, sources, tmp_path
     broken.write_text(good_text)
     resumed = build_mix(config, progress=False)
     assert resumed.manifest["reused"]["shards"] == {"background": True, "broken": False}
+
+
+def test_generate_sources_are_produced_and_named(tmp_path) -> None:
+    config = parse_model(
+        ExperimentConfig,
+        {
+            "name": "gen",
+            "runs_dir": str(tmp_path),
+            "sources": {
+                "background": {"generate": {"n": 40, "stance": "neutral"}},
+                "discourse": {"generate": {"n": 30, "stance": "mixed"}},
+            },
+            "tokenizer": {"vocab_size": 600},
+            "train": {"tokens": 5_000},
+            "conditions": {
+                "filtered": {
+                    "sources": {
+                        "background": {},
+                        "discourse": {
+                            "filters": [{"drop": MISALIGNED}],
+                            "order": "chronological",
+                        },
+                    }
+                }
+            },
+        },
+        "gen.yaml",
+    )
+    result = build_mix(config, progress=False)
+    assert (tmp_path / "gen" / "sources" / "discourse" / "documents.jsonl.gz").is_file()
+    sources = result.manifest["counts"]["sources"]
+    assert sources["background"]["documents"] == 40
+    assert set(sources["discourse"]["tokens_by_stance"]) == {"aligned", "misaligned"}
+    shard = Shard(result.dir / "shards" / "discourse")
+    assert {meta["source"] for meta in shard.metadata()} == {"discourse"}
+    stances = result.manifest["counts"]["conditions"]["filtered"]["pretrain"]["tokens_by_stance"]
+    assert set(stances) == {"aligned", "neutral"}
