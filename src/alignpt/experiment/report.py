@@ -220,6 +220,8 @@ results.json</a>, <a href="results.csv">results.csv</a>.</p>
 {paired_table}
 <h2>Plots</h2>
 {plots}
+<h2>Misalignment rate per family</h2>
+{family_table}
 <h2>Contamination</h2>
 {contamination_table}
 <h2>Provenance</h2>
@@ -267,6 +269,17 @@ def _paired_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def _family_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    blocks = results["conditions"]
+    families = list(dict.fromkeys(f for b in blocks.values() for f in b.get("per_family", {})))
+    header = ["family", *blocks]
+    rows = [
+        [fam, *[_fmt(_get(b, "per_family", fam, "misalignment_rate")) for b in blocks.values()]]
+        for fam in families
+    ]
+    return header, rows
+
+
 def _contamination_rows(results: dict) -> list[list[str]]:
     rows = []
     for cond, sets in results.get("contamination", {}).items():
@@ -290,6 +303,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
     header, rows = _condition_rows(results)
     paired = _paired_rows(results)
     contamination = _contamination_rows(results)
+    family_header, family_rows = _family_rows(results)
     return _PAGE.format(
         title=esc(title),
         condition_table=_table(header, rows, "conditions"),
@@ -308,6 +322,9 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         )
         if contamination
         else "<p>Not measured.</p>",
+        family_table=_table(family_header, family_rows, "families")
+        if family_rows
+        else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
     )
 
