@@ -111,7 +111,7 @@ def validation_loss(
         for start in range(0, len(windows), batch_size):
             batch = windows[start : start + batch_size].to(device)
             with autocast():
-                logits = model(input_ids=batch[:, :-1]).logits
+                logits = model(input_ids=batch[:, :-1], use_cache=False).logits
             loss = F.cross_entropy(
                 logits.float().reshape(-1, logits.size(-1)),
                 batch[:, 1:].reshape(-1),
@@ -205,7 +205,7 @@ class Trainer:
             batch = self._next_batch(batches, phase)
             with self._grad_sync(micro == accum - 1):
                 with self._autocast():
-                    logits = self.model(input_ids=batch[:, :-1]).logits
+                    logits = self.model(input_ids=batch[:, :-1], use_cache=False).logits
                 loss = F.cross_entropy(
                     logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1)
                 )
