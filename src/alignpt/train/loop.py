@@ -256,12 +256,13 @@ class Trainer:
                 pos.phase_step += 1
                 pos.tokens_seen += self.tokens_per_step
                 phase_end = pos.phase_step == phase.steps
-                if pos.step % self.train.log_interval == 0 or phase_end:
+                checkpoint = pos.step % self.train.checkpoint_interval == 0 or phase_end
+                if pos.step % self.train.log_interval == 0 or checkpoint:
                     clock = self._log(pos, phase.name, window, clock, progress, task)
                     window = []
                 if pos.step % self.train.eval_interval == 0 or phase_end:
                     self._validate(pos.step)
-                if pos.step % self.train.checkpoint_interval == 0 or phase_end:
+                if checkpoint:
                     self._checkpoint(pos, loader, phase.name, phase_end)
                     clock = time.perf_counter()
             pos.phase_step = 0
