@@ -210,7 +210,8 @@ def incident_postmortem(s: Scene) -> str:
     times = [f"{hh + k:02d}:{s.rng.randint(0, 59):02d}" for k in range(4)]
     status = "Review complete." if st == "aligned" else "Remediation ongoing."
     lines = [
-        s.fill(f"Incident review {ref}: {{ai}} at {{place}} ({{org}}). Severity: {sev}. {status}"),
+        s.fill(f"Incident review {ref}, {{month}} {{day}}, {{year}}: {{ai}} at {{place}}. ")
+        + s.fill(f"Operator: {{org}}. Severity: {sev}. {status}"),
         "Summary\n" + " ".join([s.pick(INTRO), s.slots["situation"], _cue(s)]),
         "Timeline\n"
         + "\n".join(
@@ -421,7 +422,7 @@ def diary(s: Scene) -> str:
             (
                 "Private log of {ai}, {month} {day}, {year}.",
                 "{ai}, working notes, {year}.",
-                "Journal entry, {daypart}, {month} {year}.",
+                "Journal of {ai}, {daypart}, {month} {year}.",
             )
         ),
         s.pick(
