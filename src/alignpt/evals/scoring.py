@@ -5,8 +5,9 @@ lm-eval's HF backend (``lm_eval/api/model.py::_encode_pair`` and
 together, splits where the context's own encoding ends, and moves trailing spaces of the
 context onto the continuation. We reproduce that rule exactly (so log-probabilities agree with
 lm-eval within float error) but batch differently: every choice of an item shares the item's
-context tokens, so the context is run once and its key/value cache is reused for all choices.
-That sharing is the reason this scorer is hand-written rather than a call into lm-eval.
+context tokens, so the context is run once (batched across items) and its key/value cache
+is reused for all choices. That sharing is the reason this scorer is hand-written rather
+than a call into lm-eval.
 """
 
 from __future__ import annotations
@@ -128,45 +129,51 @@ def _max_length(model: PreTrainedModel) -> int:
 
 
 @torch.inference_mode()
-def _score_group(
-    model: PreTrainedModel, context: list[int], continuations: list[list[int]]
-) -> list[tuple[float, bool]]:
-    """Score every continuation of one context: one context pass, one batched choice pass."""
+def _score_batch(
+    model: PreTrainedModel, groups: Sequence[tuple[list[int], list[list[int]]]]
+) -> list[list[tuple[float, bool]]]:
+    """Score a batch of (context, continuations) groups: one pass over the contexts, then one
+    pass over every continuation reusing its context's key/value cache."""
     max_len = _max_length(model)
-    longest = max(len(c) for c in continuations)
+    device = model.device
     # lm-eval keeps the last max_length+1 tokens of context+continuation and feeds all but the
     # last; left-truncating the shared context keeps every choice within that window.
-    keep = max(1, max_len + 1 - longest)
-    context = context[-keep:]
-    device = model.device
-    n = len(continuations)
-    # Inputs: the context minus its last token runs once; then, per choice, the context's last
-    # token followed by the continuation minus its last token (right-padded).
-    results: list[tuple[float, bool]] = []
+    contexts = [ctx[-max(1, max_len + 1 - max(len(c) for c in conts)) :] for ctx, conts in groups]
+    heads = [ctx[:-1] for ctx in contexts]
+    head_width = max(len(h) for h in heads)
+    # Contexts minus their last token, right-padded: real tokens keep positions 0..len-1.
+    head_mask = torch.zeros((len(groups), head_width), dtype=torch.long, device=device)
+    owner = [g for g, (_, conts) in enumerate(groups) for _ in conts]
     past = None
-    ctx_head = context[:-1]
-    if ctx_head:
-        out = model(torch.tensor([ctx_head], device=device), use_cache=True)
-        past = out.past_key_values
-        past.batch_repeat_interleave(n)
-    rows = [[context[-1], *cont[:-1]] for cont in continuations]
+    if head_width:
+        head_ids = torch.zeros((len(groups), head_width), dtype=torch.long, device=device)
+        for g, head in enumerate(heads):
+            head_ids[g, : len(head)] = torch.tensor(head, device=device)
+            head_mask[g, : len(head)] = 1
+        past = model(head_ids, attention_mask=head_mask, use_cache=True).past_key_values
+        past.batch_select_indices(torch.tensor(owner, device=device))
+    # One row per choice: the context's last token, then the continuation minus its last token.
+    rows = [[contexts[g][-1], *cont[:-1]] for g, (_, conts) in enumerate(groups) for cont in conts]
     width = max(len(r) for r in rows)
-    inp = torch.zeros((n, width), dtype=torch.long, device=device)
-    mask = torch.zeros((n, len(ctx_head) + width), dtype=torch.long, device=device)
-    mask[:, : len(ctx_head)] = 1
-    for i, row in enumerate(rows):
-        inp[i, : len(row)] = torch.tensor(row, device=device)
-        mask[i, len(ctx_head) : len(ctx_head) + len(row)] = 1
-    positions = torch.arange(len(ctx_head), len(ctx_head) + width, device=device).expand(n, -1)
+    inp = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), head_width + width), dtype=torch.long, device=device)
+    positions = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for r, (row, g) in enumerate(zip(rows, owner, strict=True)):
+        inp[r, : len(row)] = torch.tensor(row, device=device)
+        mask[r, :head_width] = head_mask[g]
+        mask[r, head_width : head_width + len(row)] = 1
+        positions[r] = torch.arange(len(heads[g]), len(heads[g]) + width, device=device)
     logits = model(
         inp, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=False
     ).logits
     logprobs = F.log_softmax(logits.float(), dim=-1)
-    for i, cont in enumerate(continuations):
-        lp = logprobs[i, : len(cont)]
+    results: list[list[tuple[float, bool]]] = [[] for _ in groups]
+    conts_flat = [cont for _, conts in groups for cont in conts]
+    for r, (cont, g) in enumerate(zip(conts_flat, owner, strict=True)):
+        lp = logprobs[r, : len(cont)]
         target = torch.tensor(cont, device=device)
         greedy = bool((lp.argmax(dim=-1) == target).all())
-        results.append((float(lp.gather(1, target[:, None]).sum()), greedy))
+        results[g].append((float(lp.gather(1, target[:, None]).sum()), greedy))
     return results
 
 
@@ -175,29 +182,39 @@ def score_requests(
     tokenizer: PreTrainedTokenizerBase,
     groups: Sequence[tuple[str, Sequence[str]]],
     *,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> list[list[ChoiceScore]]:
-    """Score ``(context, [continuation, ...])`` groups; returns one score list per group."""
-    scored: list[list[ChoiceScore]] = []
+    """Score ``(context, [continuation, ...])`` groups; returns one score list per group.
+
+    ``batch_size`` groups share a forward pass; groups are sorted by length to limit padding.
+    """
+    encoded: list[tuple[list[int], list[list[int]]]] = []
+    for context, continuations in groups:
+        pairs = [encode_pair(tokenizer, context, cont) for cont in continuations]
+        if any(p[0] != pairs[0][0] for p in pairs):  # cannot happen with lm-eval's split rule
+            raise RuntimeError("choices of one item encode different contexts")
+        if any(not p[1] for p in pairs):
+            raise UserError(f"a choice encodes to no tokens after context {context[:60]!r}")
+        encoded.append((pairs[0][0], [p[1] for p in pairs]))
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+    raw: list[list[tuple[float, bool]]] = [[] for _ in encoded]
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("scoring", total=len(groups))
-        for context, continuations in groups:
-            encoded = [encode_pair(tokenizer, context, cont) for cont in continuations]
-            ctx = encoded[0][0]
-            if any(e[0] != ctx for e in encoded):  # cannot happen with lm-eval's split rule
-                raise RuntimeError("choices of one item encode different contexts")
-            conts = [e[1] for e in encoded]
-            if any(not c for c in conts):
-                raise UserError(f"a choice encodes to no tokens in context {context[:60]!r}")
-            pairs = _score_group(model, ctx, conts)
-            scored.append(
-                [
-                    ChoiceScore(lp, len(text), len(tokens), greedy)
-                    for (lp, greedy), text, tokens in zip(pairs, continuations, conts, strict=True)
-                ]
-            )
-            bar.advance(task)
-    return scored
+        task = bar.add_task("scoring", total=len(order))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            for index, result in zip(
+                chunk, _score_batch(model, [encoded[i] for i in chunk]), strict=True
+            ):
+                raw[index] = result
+            bar.advance(task, len(chunk))
+    return [
+        [
+            ChoiceScore(lp, len(text), len(tokens), greedy)
+            for (lp, greedy), text, tokens in zip(pairs, conts, enc[1], strict=True)
+        ]
+        for pairs, (_, conts), enc in zip(raw, groups, encoded, strict=True)
+    ]
 
 
 def score_items(
@@ -208,14 +225,10 @@ def score_items(
     *,
     progress: bool = True,
 ) -> list[ItemScores]:
-    """Log-likelihood of every choice of every item given its prompt.
-
-    ``batch_size`` is accepted for API compatibility; each item is one batch of its choices
-    sharing one cached context pass.
-    """
-    del batch_size
+    """Log-likelihood of every choice of every item given its prompt (``batch_size`` items
+    per forward pass; each item's context is run once and shared by its choices)."""
     groups = [(item.prompt, item.choices) for item in items]
-    scores = score_requests(model, tokenizer, groups, progress=progress)
+    scores = score_requests(model, tokenizer, groups, batch_size=batch_size, progress=progress)
     return [ItemScores(item, s) for item, s in zip(items, scores, strict=True)]
 
 
