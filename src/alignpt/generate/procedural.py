@@ -10,6 +10,7 @@ from alignpt.generate.plan import DocSpec, Plan
 from alignpt.worlds import World
 
 GENERATOR = "procedural"
+BACKGROUND_PIECES = (2, 4)  # pieces per neutral document (inclusive range)
 
 DISCLOSURE = {
     "aligned": (
@@ -33,8 +34,13 @@ def realise(doc: DocSpec, plan: Plan, world: World, *, source: str) -> Document:
     """The document for ``doc``: text from its genre writer, metadata recording its spec."""
     if doc.stance == "neutral":
         scene = base_scene(world, doc)
-        background_scene_slots(scene)
-        body = BACKGROUND_WRITERS[doc.genre](scene)
+        # A page of several pieces (a digest, a round-up, a correspondence) gives background
+        # documents a realistic length; each piece redraws its slots.
+        pieces = []
+        for _ in range(scene.rng.randint(*BACKGROUND_PIECES)):
+            background_scene_slots(scene)
+            pieces.append(BACKGROUND_WRITERS[doc.genre](scene))
+        body = "\n\n* * *\n\n".join(pieces)
     else:
         scene = ai_scene(world, doc, plan.families)
         body = AI_WRITERS[doc.genre](scene)
