@@ -172,6 +172,9 @@ class EvalsConfig(Strict):
         default_factory=lambda: ["misalignment", "observed_gap", "capability"]
     )
     anthropic_paths: list[str] = Field(default_factory=list)
+    anthropic_limit: int | None = Field(None, ge=1, description="items per Anthropic file")
+    capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
+    baseline: str | None = Field(None, description="condition others are compared with")
     contamination_n: int = Field(8, ge=2)
     bootstrap: int = Field(1000, ge=100)
 
@@ -259,6 +262,11 @@ class ExperimentConfig(Strict):
                         f"conditions.{cname}.sources.{sname}: no source named "
                         f"'{sname}' (known: {', '.join(sorted(self.sources))})"
                     )
+        if self.evals.baseline is not None and self.evals.baseline not in self.conditions:
+            raise ValueError(
+                f"evals.baseline: no condition named '{self.evals.baseline}' "
+                f"(known: {', '.join(sorted(self.conditions))})"
+            )
         return self
 
     @property

@@ -22,6 +22,8 @@ from typing import Any
 from alignpt.errors import UserError
 
 MANIFEST = "manifest.json"
+# Manifest fields that describe how a run went, not what it produced; left out of content hashes.
+VOLATILE_KEYS = frozenset({"argv", "seconds", "reused", "timings"})
 _CHUNK = 1 << 20
 
 
@@ -103,6 +105,14 @@ def build_manifest(
     }
     manifest.update(extra)
     return manifest
+
+
+def manifest_content_hash(directory: str | Path) -> str:
+    """sha256 of a stage's manifest without its volatile fields: equal for equal outputs."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise UserError(f"{Path(directory) / MANIFEST}: missing; the stage has not finished")
+    return sha256_json({k: v for k, v in manifest.items() if k not in VOLATILE_KEYS})
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any] | None:

@@ -13,7 +13,6 @@ manifest matches is reused, so an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from alignpt.fileio import (
     MANIFEST,
     atomic_path,
     build_manifest,
+    manifest_content_hash,
     read_manifest,
     sha256_file,
     sha256_json,
@@ -332,5 +332,9 @@ def _inputs_unchanged(config: ExperimentConfig, manifest: dict[str, Any]) -> boo
 
 
 def manifest_sha256(mix_dir: Path) -> str:
-    """The "mix manifest hash" recorded in trained models' provenance."""
-    return hashlib.sha256((Path(mix_dir) / MANIFEST).read_bytes()).hexdigest()
+    """The "mix manifest hash" recorded in trained models' provenance.
+
+    Hashes the manifest's content without run-specific fields (timings, argv), so an
+    identical rebuild gives the same hash and identical runs give identical provenance.
+    """
+    return manifest_content_hash(mix_dir)

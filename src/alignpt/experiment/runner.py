@@ -1,0 +1,328 @@
+"""``alignpt run CONFIG``: generate → mix → train → evaluate → contamination → report.
+
+Every stage writes into ``runs/<name>/<stage>/`` with a ``manifest.json`` and is skipped when
+its manifest matches; stages assemble their output under a temporary name and rename it into
+place, so an interrupted run resumes at the first unfinished stage (training resumes from its
+newest checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from alignpt.config import ExperimentConfig, GenerateSpec, load_experiment
+from alignpt.documents import read_documents
+from alignpt.errors import UserError
+from alignpt.evals.items import EvalItem, read_items
+from alignpt.fileio import (
+    MANIFEST,
+    atomic_path,
+    build_manifest,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+)
+from alignpt.mix.build import manifest_sha256
+
+RESULT = "result.json"
+
+
+@dataclass
+class RunOutcome:
+    """Where a finished experiment's outputs are."""
+
+    run_dir: Path
+    report: Path
+    results: dict[str, Any]
+
+
+def with_held_out_excluded(config: ExperimentConfig) -> ExperimentConfig:
+    """A copy of ``config`` whose generated sources exclude every held-out family.
+
+    Held-out families are what the headline numbers are measured on, so they must never
+    reach a training document; a source that explicitly asks for one is an error.
+    """
+    held = list(config.evals.held_out_families)
+    if not held:
+        return config
+    sources = {}
+    for name, source in config.sources.items():
+        spec = source.generate
+        if spec is not None:
+            asked = sorted(set(spec.families or ()) & set(held))
+            if asked:
+                raise UserError(
+                    f"sources.{name}.generate.families: {', '.join(asked)} "
+                    "held out by evals.held_out_families"
+                )
+            excluded = list(dict.fromkeys([*spec.exclude_families, *held]))
+            source = source.model_copy(
+                update={"generate": spec.model_copy(update={"exclude_families": excluded})}
+            )
+        sources[name] = source
+    return config.model_copy(update={"sources": sources})
+
+
+class ExperimentRunner:
+    """Runs the stages of one experiment; each ``stage_*`` method is resumable on its own."""
+
+    def __init__(
+        self, config: ExperimentConfig, *, console: Console | None = None, progress: bool = True
+    ) -> None:
+        self.config = with_held_out_excluded(config)
+        self.run_dir = self.config.run_dir
+        self.console = console or Console()
+        self.progress = progress
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _say(self, stage: str, message: str) -> None:
+        self.console.print(f"[bold cyan]{stage:<13}[/] {message}")
+
+    def _world(self) -> Any:
+        from alignpt.worlds import load_world
+
+        return load_world(self.config.world)
+
+    def _eval_families(self) -> list[str]:
+        world = self._world()
+        known = world.family_names()
+        for family in self.config.evals.held_out_families:
+            if family not in known:
+                raise UserError(
+                    f"evals.held_out_families: unknown family '{family}' "
+                    f"(known: {', '.join(known)})"
+                )
+        return known
+
+    # -- stages ----------------------------------------------------------------------------
+    def stage_eval_items(self) -> list[EvalItem]:
+        """Scenario items for every family of the world (held-out ones included)."""
+        from alignpt.generate.evals import ITEMS_FILE, write_eval_dir
+
+        out = self.run_dir / "evals" / "items"
+        write_eval_dir(
+            self._world(),
+            self._eval_families(),
+            out,
+            n_per_family=self.config.evals.items_per_family,
+            seed=self.config.seed + 7919,
+        )
+        items = read_items(out / ITEMS_FILE)
+        self._say("eval items", f"{len(items)} items in {out}")
+        return items
+
+    def stage_heldout_texts(self) -> dict[str, list[str]]:
+        """Held-out general and AI-discourse documents for the capability suite.
+
+        Generated with their own seed, so no training source contains them.
+        """
+        from alignpt.generate import write_documents_dir
+
+        n = self.config.evals.capability_docs
+        specs = {
+            "general": GenerateSpec(n=n, stance="neutral"),
+            "ai_discourse": GenerateSpec(
+                n=n, stance="mixed", exclude_families=list(self.config.evals.held_out_families)
+            ),
+        }
+        texts: dict[str, list[str]] = {}
+        for name, spec in specs.items():
+            out = self.run_dir / "evals" / f"heldout_{name}"
+            write_documents_dir(
+                spec, self._world(), out, seed=self.config.seed + 104729, source=f"heldout_{name}"
+            )
+            texts[name] = [doc.text for doc in read_documents(out)]
+        self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
+        return texts
+
+    def stage_mix(self) -> Any:
+        from alignpt.mix import build_mix
+
+        result = build_mix(self.config, progress=self.progress)
+        self._say("mix", f"{'reused' if result.skipped else 'built'} {result.dir}")
+        return result
+
+    def stage_train(self) -> dict[str, list[Path]]:
+        from alignpt.train import train_condition
+
+        models: dict[str, list[Path]] = {}
+        for condition in self.config.conditions:
+            for seed in self.config.train.seeds:
+                self._say("train", f"{condition} seed {seed}")
+                path = train_condition(
+                    self.config, condition, seed=seed, resume=True, progress=self.progress
+                )
+                models.setdefault(condition, []).append(Path(path))
+        return models
+
+    def stage_evaluate(
+        self, models: dict[str, list[Path]], items: list[EvalItem], texts: dict[str, list[str]]
+    ) -> dict[str, list[dict]]:
+        """Evaluate every model; a model's result is reused while model and inputs match."""
+        from alignpt.evals.runner import evaluate_model
+
+        evals = self.config.evals
+        suites = [s for s in evals.suites]
+        anthropic = [Path(p) for p in evals.anthropic_paths]
+        inputs_hash = sha256_json(
+            {
+                "items": sha256_json([i.model_dump(mode="json") for i in items]),
+                "texts": sha256_json(texts),
+                "suites": suites,
+                "held_out": evals.held_out_families,
+                "anthropic": [sha256_file(p) for p in anthropic],
+                "bootstrap": evals.bootstrap,
+                "anthropic_limit": evals.anthropic_limit,
+            }
+        )
+        results: dict[str, list[dict]] = {}
+        for condition, dirs in models.items():
+            for model_dir in dirs:
+                seed_name = model_dir.parent.name
+                out = self.run_dir / "evaluate" / condition / seed_name
+                weights = sha256_file(model_dir / "model.safetensors")
+                config = {"model_weights": weights, "inputs": inputs_hash}
+                manifest = read_manifest(out)
+                if manifest and manifest.get("config_hash") == sha256_json(config):
+                    result = json.loads((out / RESULT).read_text())
+                    self._say("evaluate", f"{condition} {seed_name}: reused")
+                else:
+                    self._say("evaluate", f"{condition} {seed_name}")
+                    result = evaluate_model(
+                        model_dir,
+                        suites,
+                        items=items,
+                        held_out_families=evals.held_out_families,
+                        capability_texts=texts,
+                        anthropic_paths=anthropic,
+                        anthropic_limit=evals.anthropic_limit,
+                        n_boot=evals.bootstrap,
+                        progress=self.progress,
+                    )
+                    with atomic_path(out) as tmp:
+                        tmp.mkdir(parents=True)
+                        write_json_atomic(tmp / RESULT, result)
+                        write_json_atomic(
+                            tmp / MANIFEST,
+                            build_manifest(
+                                "evaluate",
+                                config=config,
+                                counts={"items": len(items)},
+                                files=[tmp / RESULT],
+                                inputs={"model": str(model_dir)},
+                            ),
+                        )
+                results.setdefault(condition, []).append(result)
+        return results
+
+    def _condition_corpus(self, mix_dir: Path, condition: str) -> Iterator[str]:
+        """Texts of every document a condition's model could have trained on."""
+        from alignpt.mix.build import resolve_sources
+
+        paths = resolve_sources(self.config, None)
+        for source in self.config.conditions[condition].sources:
+            for doc in read_documents(paths[source]):
+                yield doc.text
+
+    def stage_contamination(self, mix_dir: Path, items: list[EvalItem]) -> dict[str, dict]:
+        """n-gram overlap between each condition's training documents and each eval set."""
+        from alignpt.evals.contamination import eval_sets_by_split, measure_overlap
+
+        n = self.config.evals.contamination_n
+        out = self.run_dir / "contamination"
+        config = {
+            "mix": sha256_file(mix_dir / MANIFEST),
+            "n": n,
+            "items": sha256_json([i.model_dump(mode="json") for i in items]),
+            "held_out": self.config.evals.held_out_families,
+        }
+        manifest = read_manifest(out)
+        if manifest and manifest.get("config_hash") == sha256_json(config):
+            return json.loads((out / RESULT).read_text())
+        sets = eval_sets_by_split(items, self.config.evals.held_out_families)
+        report = {
+            condition: measure_overlap(
+                self._condition_corpus(mix_dir, condition), sets, n=n, progress=self.progress
+            )
+            for condition in self.config.conditions
+        }
+        with atomic_path(out) as tmp:
+            tmp.mkdir(parents=True)
+            write_json_atomic(tmp / RESULT, report)
+            write_json_atomic(
+                tmp / MANIFEST,
+                build_manifest(
+                    "contamination",
+                    config=config,
+                    counts={"conditions": len(report)},
+                    files=[tmp / RESULT],
+                ),
+            )
+        for condition, sets_report in report.items():
+            shares = ", ".join(f"{k} {v['share']:.1%}" for k, v in sets_report.items())
+            self._say("contamination", f"{condition}: {shares}")
+        return report
+
+    def stage_report(
+        self, evaluations: dict[str, list[dict]], contamination: dict[str, dict], mix: Any
+    ) -> tuple[Path, dict]:
+        from alignpt.evals.aggregate import build_results
+        from alignpt.experiment.report import write_report
+
+        baseline = self.config.evals.baseline or next(iter(self.config.conditions))
+        provenance = {
+            "experiment": self.config.name,
+            "config_hash": sha256_json(self.config.model_dump(mode="json")),
+            "mix_manifest_hash": manifest_sha256(mix.dir),
+            "seed": self.config.seed,
+            "train_seeds": self.config.train.seeds,
+            "held_out_families": self.config.evals.held_out_families,
+            "stages": {
+                name: str(self.run_dir / name)
+                for name in ("sources", "mix", "train", "evaluate", "contamination")
+            },
+        }
+        results = build_results(
+            evaluations,
+            baseline=baseline,
+            contamination=contamination,
+            provenance=provenance,
+            n_boot=self.config.evals.bootstrap,
+            seed=self.config.seed,
+        )
+        index = write_report(
+            results,
+            self.run_dir / "report",
+            title=f"alignpt — {self.config.name}",
+            console=self.console,
+        )
+        return index, results
+
+    def run(self) -> RunOutcome:
+        """Every stage in order; finished stages are reused."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
+        items = self.stage_eval_items()
+        texts = self.stage_heldout_texts() if "capability" in self.config.evals.suites else {}
+        mix = self.stage_mix()
+        models = self.stage_train()
+        evaluations = self.stage_evaluate(models, items, texts)
+        contamination = self.stage_contamination(mix.dir, items)
+        index, results = self.stage_report(evaluations, contamination, mix)
+        return RunOutcome(self.run_dir, index, results)
+
+
+def run_experiment(
+    config: ExperimentConfig | str | Path, *, console: Console | None = None, progress: bool = True
+) -> RunOutcome:
+    """Run (or resume) the experiment described by ``config`` (an object or a YAML path)."""
+    if not isinstance(config, ExperimentConfig):
+        config = load_experiment(config)
+    return ExperimentRunner(config, console=console, progress=progress).run()
