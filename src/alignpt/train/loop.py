@@ -95,6 +95,11 @@ def autocast_context(train: TrainConfig, device: torch.device) -> contextlib.Abs
     return contextlib.nullcontext()
 
 
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats) of ``targets`` under ``logits``, computed in fp32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
 def validation_loss(
     model: nn.Module,
     windows: torch.Tensor,
@@ -161,6 +166,8 @@ class Trainer:
         else:  # DDP over the compiled module, as in PyTorch's DDP + compile recipe
             step_model = torch.compile(self.raw_model) if compile_model else self.raw_model
             self.model = wrap_model(step_model, ctx, "ddp")
+        # Compiled, the fp32 upcast of the logits fuses into the loss kernel (no fp32 copy).
+        self.loss_fn = torch.compile(next_token_loss) if compile_model else next_token_loss
         # After wrapping: FSDP replaces the parameters with sharded ones.
         self.optimizer = adamw(self.model, self.train, ctx.device)
         self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
@@ -206,9 +213,7 @@ class Trainer:
             with self._grad_sync(micro == accum - 1):
                 with self._autocast():
                     logits = self.model(input_ids=batch[:, :-1], use_cache=False).logits
-                loss = F.cross_entropy(
-                    logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1)
-                )
+                loss = self.loss_fn(logits, batch[:, 1:])
                 (loss / accum).backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
