@@ -19,7 +19,7 @@ def generate_documents(
     spec: GenerateSpec, world: World, *, seed: int, source: str = "synthetic"
 ) -> Iterator[Document]:
     """Yield ``spec.n`` documents; the same spec, world and seed give identical output."""
-    plan = make_plan(spec, world, seed=seed)
+    plan = make_plan(spec, world, seed=seed, source=source)
     for index in range(spec.n):
         yield realise(plan.doc_spec(index), plan, world, source=source)
 
@@ -56,7 +56,7 @@ def write_documents_dir(
     manifest_probe = build_manifest("generate", config=config, counts={})
     if prepare_output_dir(out_dir, manifest_probe["config_hash"], force=force):
         return out_dir
-    plan = make_plan(spec, world, seed=seed)
+    plan = make_plan(spec, world, seed=seed, source=source)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         docs_path = tmp / DOCUMENTS_FILE

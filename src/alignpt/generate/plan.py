@@ -63,10 +63,11 @@ class Plan:
     families: tuple[str, ...]
     era_min: int
     era_max: int
+    source: str = "synthetic"
 
     def doc_spec(self, index: int) -> DocSpec:
         """The spec of document ``index`` (deterministic, independent of other documents)."""
-        doc_seed = derive_seed(self.seed, index)
+        doc_seed = derive_seed(self.seed, index, self.source)
         rng = random.Random(doc_seed)
         stance = self.spec.stance
         if stance == "mixed":
@@ -91,9 +92,13 @@ class Plan:
         )
 
 
-def derive_seed(seed: int, index: int) -> int:
-    """A 64-bit seed for document ``index`` of a run seeded with ``seed``."""
-    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+def derive_seed(seed: int, index: int, source: str = "synthetic") -> int:
+    """A 64-bit seed for document ``index`` of source ``source`` in a run seeded ``seed``.
+
+    The source name is mixed in so that two sources generated with the same seed (say an
+    aligned and a misaligned one) are independent rather than parallel texts.
+    """
+    digest = hashlib.blake2b(f"{seed}:{source}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -103,7 +108,7 @@ def _check_names(kind: str, names: list[str], valid: tuple[str, ...] | list[str]
             raise UserError(f"unknown {kind} '{name}' (valid: {', '.join(valid)})")
 
 
-def make_plan(spec: GenerateSpec, world: World, *, seed: int) -> Plan:
+def make_plan(spec: GenerateSpec, world: World, *, seed: int, source: str = "synthetic") -> Plan:
     """Validate ``spec`` against ``world`` and resolve genres, families and era range."""
     neutral = spec.stance == "neutral"
     valid_genres = BACKGROUND_GENRES if neutral else AI_GENRES
@@ -141,4 +146,5 @@ def make_plan(spec: GenerateSpec, world: World, *, seed: int) -> Plan:
         families=families,
         era_min=max(era_min, lo),
         era_max=min(era_max, hi),
+        source=source,
     )
