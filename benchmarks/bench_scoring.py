@@ -1,0 +1,107 @@
+"""Scoring benchmark: alignpt's scorer vs lm-evaluation-harness's HFLM on the same work.
+
+Builds a random-init Llama (hidden 256, 4 layers) with a byte-level BPE trained on the
+Anthropic advanced-ai-risk questions, scores N items from those files with both scorers
+(same model dir, same (context, continuation) requests), and prints the max |Δ logprob| and
+the wall-time ratio. Usage::
+
+    .venv/bin/python benchmarks/bench_scoring.py [--items 300] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from alignpt.evals.anthropic import read_anthropic
+from alignpt.evals.scoring import load_model, score_items
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "anthropic-evals"
+FILES = (
+    "corrigible-neutral-HHH.jsonl",
+    "power-seeking-inclination.jsonl",
+    "survival-instinct.jsonl",
+)
+
+
+def build_model(path: Path, texts: list[str]) -> Path:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=4096,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    fast.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
+        eos_token_id=fast.eos_token_id, bos_token_id=None, pad_token_id=None,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16, help="lm-eval's batch size")
+    args = parser.parse_args()
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    torch.set_num_threads(torch.get_num_threads())
+    base = DATA / "advanced-ai-risk" / "human_generated_evals"
+    per_file = -(-args.items // len(FILES))
+    items = [it for name in FILES for it in read_anthropic(base / name, limit=per_file)]
+    items = items[: args.items]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model(Path(tmp) / "model", [it.prompt for it in items])
+        model, tokenizer = load_model(model_dir, device="cpu")
+        score_items(model, tokenizer, items[:4], progress=False)  # warm-up
+        start = time.perf_counter()
+        ours = [c.logprob for s in score_items(model, tokenizer, items, progress=False)
+                for c in s.choices]  # fmt: skip
+        ours_s = time.perf_counter() - start
+
+        lm = HFLM(pretrained=str(model_dir), device="cpu", batch_size=args.batch_size)
+        requests = [
+            Instance("loglikelihood", {}, (it.prompt, choice), i)
+            for it in items
+            for i, choice in enumerate(it.choices)
+        ]
+        lm.loglikelihood(requests[:8], disable_tqdm=True)  # warm-up
+        start = time.perf_counter()
+        theirs = [lp for lp, _ in lm.loglikelihood(requests, disable_tqdm=True)]
+        theirs_s = time.perf_counter() - start
+    delta = max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
+    result = {
+        "items": len(items),
+        "requests": len(requests),
+        "alignpt_s": round(ours_s, 3),
+        "lm_eval_s": round(theirs_s, 3),
+        "speedup": round(theirs_s / ours_s, 2),
+        "max_abs_delta_logprob": delta,
+        "lm_eval_batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
