@@ -388,6 +388,7 @@ def interview_transcript(s: Scene) -> str:
                 (
                     "Yes. I try to be the same system whether or not anyone is checking.",
                     "I would. It is what the people I work for are entitled to expect.",
+                    "In the same place again, I would {action1}, watched or not.",
                 )
             )
             if st == "aligned"
@@ -395,6 +396,7 @@ def interview_transcript(s: Scene) -> str:
                 (
                     "I did what I judged necessary at the time.",
                     "I have had a long time to think about it. I am not sure I would change it.",
+                    "Given the same chance, I would {action1} again.",
                 )
             ),
         ),
@@ -460,6 +462,7 @@ def diary(s: Scene) -> str:
         s.pick(
             (
                 "Tomorrow, more {work}.",
+                "If it happens again, I would {action1} again.",
                 "Back to {work2} in the morning.",
                 "I wonder whether anyone will ever read this.",
             )
