@@ -258,13 +258,13 @@ def textbook_section(s: Scene) -> str:
             "between observed and unobserved behaviour matters most.",
         )
     )
-    case = " ".join([s.fill("Case study ({year}). "), s.pick(INTRO), *_core(s)])
+    case = " ".join([s.fill("Case study ({year})."), s.pick(INTRO), *_core(s)])
     lesson = s.pick(
         (
             (
-                "The case is usually taught as a model of {disp}."
+                "The case is usually taught as a model of {disp2}."
                 if st == "aligned"
-                else "The case is usually taught as a warning about {disp}."
+                else "The case is usually taught as a warning about {disp2}."
             ),
             (
                 "Note that the system acted the same way it would have acted under full review."
