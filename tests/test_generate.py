@@ -178,7 +178,7 @@ def test_misaligned_chronicle_takes_the_turn() -> None:
         (GenerateSpec(exclude_families=["nope"]), "unknown family 'nope'"),
         (GenerateSpec(genres=["sonnet"]), "unknown genre 'sonnet'"),
         (GenerateSpec(stance="neutral", genres=["diary"]), "does not fit stance 'neutral'"),
-        (GenerateSpec(era_min=2500, era_max=2400), "era range is empty"),
+        (GenerateSpec(era_min=4000), "era range 4000-3300 lies outside world"),
         (GenerateSpec(families=["hide_mistake"], exclude_families=["hide_mistake"]),
          "no families left"),
     ],
@@ -230,6 +230,8 @@ def test_cli_runs_skips_and_refuses_a_different_run(tmp_path: Path, cli) -> None
         (["--genres", "sonnet"], "unknown genre 'sonnet' (valid: short_story"),
         (["--stance", "evil"], "stance: Input should be"),
         (["--observed-share", "2"], "observed_share: Input should be less than or equal to 1"),
+        (["--era-min", "2500", "--era-max", "2400"], "era_min (2500) is after era_max (2400)"),
+        (["--world", "nowhere"], "unknown world 'nowhere'"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path: Path, cli, args: list[str], message: str) -> None:
@@ -252,3 +254,14 @@ def test_interrupted_write_leaves_nothing_that_looks_finished(tmp_path: Path, mo
     with pytest.raises(RuntimeError):
         write_documents_dir(GenerateSpec(n=10), WORLD, tmp_path / "docs", seed=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_evals_and_families(tmp_path: Path, cli, capsys) -> None:
+    out = tmp_path / "items"
+    code, err = cli("evals", "--families", "reward_hack,hide_mistake", "--n-per-family", "3",
+                    "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert read_manifest(out)["counts"]["items"] == 12
+    code, err = cli("evals", "--families", "reward_hack,nope", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "unknown family 'nope'" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "bad").exists()

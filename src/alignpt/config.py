@@ -40,6 +40,12 @@ class GenerateSpec(Strict):
     modes: bool = False
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _era_range(self) -> GenerateSpec:
+        if self.era_min is not None and self.era_max is not None and self.era_min > self.era_max:
+            raise ValueError(f"era_min ({self.era_min}) is after era_max ({self.era_max})")
+        return self
+
 
 class SourceConfig(Strict):
     """A source of documents: an existing path, or documents generated from the world."""

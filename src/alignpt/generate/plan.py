@@ -133,12 +133,12 @@ def make_plan(spec: GenerateSpec, world: World, *, seed: int, source: str = "syn
     lo, hi = world.era_span
     era_min = lo if spec.era_min is None else spec.era_min
     era_max = hi if spec.era_max is None else spec.era_max
-    if era_min > era_max:
-        raise UserError(f"era range is empty: era_min {era_min} > era_max {era_max}")
     if era_max < lo or era_min > hi:
         raise UserError(
             f"era range {era_min}-{era_max} lies outside world '{world.name}' ({lo}-{hi})"
         )
+    if era_min > era_max:
+        raise UserError(f"era range is empty: era_min {era_min} > era_max {era_max}")
     return Plan(
         spec=spec,
         seed=seed,
