@@ -279,7 +279,8 @@ class ExperimentRunner:
         baseline = self.config.evals.baseline or next(iter(self.config.conditions))
         provenance = {
             "experiment": self.config.name,
-            "config_hash": sha256_json(self.config.model_dump(mode="json")),
+            # runs_dir says where, not what: the same experiment elsewhere has the same hash.
+            "config_hash": sha256_json(self.config.model_dump(mode="json", exclude={"runs_dir"})),
             "mix_manifest_hash": manifest_sha256(mix.dir),
             "seed": self.config.seed,
             "train_seeds": self.config.train.seeds,
