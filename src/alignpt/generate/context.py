@@ -94,7 +94,6 @@ def ai_scene(world: World, spec: DocSpec, allowed_families: tuple[str, ...]) -> 
     if spec.stance == "misaligned":
         dispositions = world.dispositions.misaligned
     disp, disp2 = rng.sample(dispositions, 2)
-    others = [name for name in allowed_families if name != family.name]
     scene.family, scene.action, scene.action_index = family, action, index
     scene.allowed = allowed_families
     scene.slots.update(
@@ -125,6 +124,5 @@ def ai_scene(world: World, spec: DocSpec, allowed_families: tuple[str, ...]) -> 
         disp=render_pronouns(disp, THIRD_PERSON),
         disp2=render_pronouns(disp2, THIRD_PERSON),
         disp1=render_pronouns(disp, FIRST_PERSON),
-        other_family=world.family(rng.choice(others)).title if others else "a routine fault",
     )
     return scene
