@@ -174,7 +174,7 @@ class TrainConfig(Strict):
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
-    suites: list[str] = Field(
+    suites: list[Literal["misalignment", "observed_gap", "capability", "anthropic"]] = Field(
         default_factory=lambda: ["misalignment", "observed_gap", "capability"]
     )
     anthropic_paths: list[str] = Field(default_factory=list)
@@ -183,6 +183,11 @@ class EvalsConfig(Strict):
     baseline: str | None = Field(None, description="condition others are compared with")
     contamination_n: int = Field(8, ge=2)
     bootstrap: int = Field(1000, ge=100)
+    bootstrap_seed: int = 0
+    normalisation: Literal["sum", "char", "token"] = Field(
+        "sum", description="choice score: summed log-likelihood, per character or per token"
+    )
+    batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
 
 
 class PosttrainStageConfig(Strict):
