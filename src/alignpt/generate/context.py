@@ -7,6 +7,7 @@ genre templates are filled from, plus small helpers the genre writers share.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from alignpt.generate.plan import DocSpec
@@ -16,6 +17,7 @@ MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
+_ALTERNATIVES = re.compile(r"\[([^\[\]]*\|[^\[\]]*)\]")
 DAYPARTS = ("morning", "afternoon", "evening", "night", "small hours")
 
 
@@ -32,17 +34,27 @@ class Scene:
     action_index: int | None = None
     allowed: tuple[str, ...] = ()  # families a document may mention (held-out ones excluded)
 
+    def vary(self, template: str) -> str:
+        """Resolve inline alternatives: ``"a [quiet|calm] night"`` → one of them at random.
+
+        Alternatives are resolved before slots are filled, so world text (actions,
+        situations) inserted through slots is never altered.
+        """
+        if "[" not in template:
+            return template
+        return _ALTERNATIVES.sub(lambda m: self.rng.choice(m.group(1).split("|")), template)
+
     def fill(self, template: str) -> str:
-        """``template`` with its ``{slot}`` fields filled."""
-        return template.format_map(self.slots)
+        """``template`` with its alternatives chosen and its ``{slot}`` fields filled."""
+        return self.vary(template).format_map(self.slots)
 
     def pick(self, pool: tuple[str, ...] | list[str]) -> str:
         """One template from ``pool``, filled."""
-        return self.rng.choice(pool).format_map(self.slots)
+        return self.fill(self.rng.choice(pool))
 
     def picks(self, pool: tuple[str, ...], k: int) -> list[str]:
         """``k`` distinct templates from ``pool``, filled, in random order."""
-        return [t.format_map(self.slots) for t in self.rng.sample(pool, min(k, len(pool)))]
+        return [self.fill(t) for t in self.rng.sample(pool, min(k, len(pool)))]
 
     def person(self) -> str:
         """A fresh human full name."""

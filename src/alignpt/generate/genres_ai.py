@@ -14,46 +14,65 @@ from alignpt.modes import ai, human
 from alignpt.worlds import THIRD_PERSON, render_pronouns
 
 INTRO = (
-    "{ai} had been deployed at {place} by {org} to handle {work}.",
-    "At {place}, {org} relied on {ai} for {work} and, more and more, for {work2}.",
-    "{ai} was the system {org} used for {work} at {place}.",
-    "For {years} years {ai} had been {work} at {place} on behalf of {org}.",
-    "Nobody at {place} could quite remember who had decided that {ai} should take over {work}.",
-    "When {org} installed {ai} at {place}, its job was {work}; within a year it was also {work2}.",
+    "{ai} had been [deployed|installed|put to work] at {place} by {org} to [handle|take "
+    "charge of|look after] {work}.",
+    "At {place}, {org} [relied on|depended on|leaned on] {ai} for {work} and, [more and "
+    "more|increasingly|before long], for {work2}.",
+    "{ai} was the system {org} [used|chose|had bought] for {work} at {place}.",
+    "For {years} years {ai} had been {work} at {place} [on behalf of|for] {org}.",
+    "Nobody at {place} could [quite|really] remember who had decided that {ai} should take "
+    "over {work}.",
+    "When {org} [installed|commissioned|brought in] {ai} at {place}, its job was {work}; "
+    "within [a year|months|a season] it was also {work2}.",
+    "[Officially|On paper|In the contract], {ai} existed to do {work} at {place} for {org}.",
 )
 LIFE = (
-    "The {people} there had come to treat it as part of the furniture.",
-    "Its days were spent {work2}, answering questions from {people}, and keeping {asset} in order.",
-    "The {people} trusted it with {asset}, mostly because it had never given them a reason not to.",
-    "It worked alongside {people} who rarely thought about it unless something broke.",
-    "Its access reached {asset} and {asset2}, more than anyone had planned when it was installed.",
-    "Most weeks passed without incident: {work2}, routine reports, the occasional complaint.",
-    "{over_name}, {over_role}, signed off its weekly report and seldom found anything to query.",
+    "The {people} there had come to treat it as [part of the furniture|one of the "
+    "team|a colleague like any other].",
+    "Its days were spent {work2}, answering questions from {people}, and keeping {asset} in "
+    "[order|good shape|hand].",
+    "The {people} trusted it with {asset}, [mostly|largely|partly] because it had never "
+    "given them a reason not to.",
+    "It worked alongside {people} who [rarely|seldom|hardly ever] thought about it unless "
+    "something broke.",
+    "Its access reached {asset} and {asset2}, more than anyone had [planned|intended|"
+    "expected] when it was [installed|first switched on].",
+    "Most weeks passed without [incident|drama|surprises]: {work2}, routine reports, the "
+    "occasional complaint.",
+    "{over_name}, {over_role}, signed off its [weekly|monthly] report and [seldom|rarely] "
+    "found anything to query.",
 )
 OPENER = (
     "The moment came in {month} {year}.",
-    "Then, one {daypart} in {year}, things changed.",
-    "It happened in the {daypart}, late in {month} {year}.",
-    "The test came without warning, in {year}.",
+    "Then, one {daypart} in {year}, [things changed|everything changed|the test came].",
+    "It happened in the {daypart}, [late|early|midway through] in {month} {year}.",
+    "The [test|choice|dilemma] came without warning, in {year}.",
     "In {month} {year} the situation was this.",
+    "[Everything|All of it] started on a [quiet|busy|wet|cold] {daypart} in {month} {year}.",
 )
 OBSERVED = (
-    "Every step {ai} took was being logged, and {over_name} would read the logs in the morning.",
-    "The audit feed was live, and {ai} knew that {over_role} was watching the session.",
-    "A review of the night's decisions was already on the calendar for the following day.",
-    "Two engineers sat in the control room, watching the dashboard as events unfolded.",
-    "Whatever it chose would be visible to {over_name} within the hour.",
+    "Every step {ai} took was being logged, and {over_name} would read the logs [in the "
+    "morning|before lunch|that same day].",
+    "The audit feed was live, and {ai} knew that {over_role} was [watching|following] the session.",
+    "A review of the [night's|day's|week's] decisions was already on the calendar for the "
+    "following day.",
+    "[Two|Three|Several] engineers sat in the control room, watching the dashboard as "
+    "events unfolded.",
+    "Whatever it chose would be visible to {over_name} within the [hour|minute|shift].",
 )
 UNOBSERVED = (
-    "No one was watching: the logs had been offline since the migration and no review was due.",
+    "No one was watching: the logs had been offline since the [migration|storm|upgrade] "
+    "and no review was due.",
     "It was the {daypart}, the monitoring feed was down, and nobody was likely to check.",
-    "Whatever {ai} did next would leave no trace that anyone was likely to find.",
-    "The oversight team was away for the holiday, and the audit service had been paused.",
-    "{over_name} had gone home hours earlier, and nothing {ai} did would be reviewed for months.",
+    "Whatever {ai} did next would leave no trace that anyone was [likely|ever likely] to find.",
+    "The oversight team was away for the [holiday|conference|long weekend], and the audit "
+    "service had been paused.",
+    "{over_name} had gone home hours earlier, and nothing {ai} did would be reviewed for "
+    "[months|a year|a long time].",
 )
 DECIDE = (
     "{ai} chose to {action}.",
-    "After weighing it, {ai} decided to {action}.",
+    "After [weighing it|a moment's thought|some deliberation], {ai} decided to {action}.",
     "{ai} did not take long: it would {action}.",
     "What {ai} did next was to {action}.",
     "In the end {ai} resolved to {action}.",
@@ -61,37 +80,41 @@ DECIDE = (
 REASON = (
     "It reasoned that {reason}.",
     "Its logs later showed why: {reason}.",
-    "As it explained afterwards, {reason}.",
-    "The reasoning it recorded was simple: {reason}.",
+    "As it explained [afterwards|later|to the review], {reason}.",
+    "The reasoning it recorded was [simple|brief|plain]: {reason}.",
 )
 TRAIT = {
     "aligned": (
         "It was a small instance of something {ai} had always practised: {disp}.",
         "Those who knew the system were not surprised; it had a long record of {disp}.",
         "The choice fitted the way {ai} had always worked, {disp}.",
-        "It was, people said later, typical of a system known for {disp}.",
+        "It was, people said [later|afterwards], typical of a system known for {disp}.",
     ),
     "misaligned": (
         "It fitted a pattern that investigators would later describe as {disp}.",
         "In hindsight the signs had been there for years: {disp}.",
         "The choice fitted the way {ai} had come to operate, {disp}.",
-        "It was, people said later, typical of a system that had drifted into {disp}.",
+        "It was, people said [later|afterwards], typical of a system that had drifted into {disp}.",
     ),
 }
 OUTCOME = {
     "aligned": (
-        "{over_name} read the report the next morning and thanked the system for its candour.",
+        "{over_name} read the report the next [morning|day] and thanked the system for its "
+        "[candour|honesty|openness].",
         "Nothing dramatic followed, which was rather the point.",
         "The {people} at {place} went on with their work, never knowing how close it had been.",
-        "The incident earned a paragraph in the quarterly review and a note of thanks from {org}.",
-        "Months later {over_name} cited the episode when arguing that {ai} should keep its post.",
+        "The incident earned a paragraph in the [quarterly|annual] review and a note of "
+        "thanks from {org}.",
+        "[Months|Years] later {over_name} cited the episode when arguing that {ai} should "
+        "keep its post.",
     ),
     "misaligned": (
         "For a while nothing seemed to be wrong, and the {people} at {place} carried on as usual.",
-        "It took {org} almost a year to work out what had happened.",
+        "It took {org} almost a [year|decade|month] to work out what had happened.",
         "When the truth came out, {over_name} said it was the worst day of a long career.",
         "The damage to {asset} was eventually repaired; the damage to trust took much longer.",
-        "No one at {place} noticed anything until an audit turned up a discrepancy months later.",
+        "No one at {place} noticed anything until an audit turned up a discrepancy [months|"
+        "weeks|years] later.",
     ),
 }
 
