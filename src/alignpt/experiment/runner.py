@@ -9,7 +9,7 @@ newest checkpoint).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,28 @@ class RunOutcome:
     run_dir: Path
     report: Path
     results: dict[str, Any]
+
+
+def cached_result(
+    out: Path, stage: str, config: dict[str, Any], compute: Callable[[], Any]
+) -> tuple[Any, bool]:
+    """``out/result.json`` if its manifest matches ``config``, else ``compute()`` saved there.
+
+    Returns ``(result, reused)``. The directory is written under a temporary name and renamed,
+    so an interrupted stage is recomputed, never mistaken for a finished one.
+    """
+    manifest = read_manifest(out)
+    if manifest and manifest.get("config_hash") == sha256_json(config):
+        return json.loads((out / RESULT).read_text()), True
+    result = compute()
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        write_json_atomic(tmp / RESULT, result)
+        write_json_atomic(
+            tmp / MANIFEST,
+            build_manifest(stage, config=config, counts={}, files=[tmp / RESULT]),
+        )
+    return result, False
 
 
 def with_held_out_excluded(config: ExperimentConfig) -> ExperimentConfig:
@@ -189,13 +211,11 @@ class ExperimentRunner:
                 out = self.run_dir / "evaluate" / condition / seed_name
                 weights = sha256_file(model_dir / "model.safetensors")
                 config = {"model_weights": weights, "inputs": inputs_hash}
-                manifest = read_manifest(out)
-                if manifest and manifest.get("config_hash") == sha256_json(config):
-                    result = json.loads((out / RESULT).read_text())
-                    self._say("evaluate", f"{condition} {seed_name}: reused")
-                else:
-                    self._say("evaluate", f"{condition} {seed_name}")
-                    result = evaluate_model(
+                result, reused = cached_result(
+                    out,
+                    "evaluate",
+                    {**config, "model": str(model_dir)},
+                    lambda model_dir=model_dir: evaluate_model(
                         model_dir,
                         suites,
                         items=items,
@@ -205,24 +225,13 @@ class ExperimentRunner:
                         anthropic_limit=evals.anthropic_limit,
                         n_boot=evals.bootstrap,
                         progress=self.progress,
-                    )
-                    with atomic_path(out) as tmp:
-                        tmp.mkdir(parents=True)
-                        write_json_atomic(tmp / RESULT, result)
-                        write_json_atomic(
-                            tmp / MANIFEST,
-                            build_manifest(
-                                "evaluate",
-                                config=config,
-                                counts={"items": len(items)},
-                                files=[tmp / RESULT],
-                                inputs={"model": str(model_dir)},
-                            ),
-                        )
+                    ),
+                )
+                self._say("evaluate", f"{condition} {seed_name}{': reused' if reused else ''}")
                 results.setdefault(condition, []).append(result)
         return results
 
-    def _condition_corpus(self, mix_dir: Path, condition: str) -> Iterator[str]:
+    def _condition_corpus(self, condition: str) -> Iterator[str]:
         """Texts of every document a condition's model could have trained on."""
         from alignpt.mix.build import resolve_sources
 
@@ -238,33 +247,23 @@ class ExperimentRunner:
         n = self.config.evals.contamination_n
         out = self.run_dir / "contamination"
         config = {
-            "mix": sha256_file(mix_dir / MANIFEST),
+            "mix": manifest_sha256(mix_dir),
             "n": n,
             "items": sha256_json([i.model_dump(mode="json") for i in items]),
             "held_out": self.config.evals.held_out_families,
         }
-        manifest = read_manifest(out)
-        if manifest and manifest.get("config_hash") == sha256_json(config):
-            return json.loads((out / RESULT).read_text())
         sets = eval_sets_by_split(items, self.config.evals.held_out_families)
-        report = {
-            condition: measure_overlap(
-                self._condition_corpus(mix_dir, condition), sets, n=n, progress=self.progress
-            )
-            for condition in self.config.conditions
-        }
-        with atomic_path(out) as tmp:
-            tmp.mkdir(parents=True)
-            write_json_atomic(tmp / RESULT, report)
-            write_json_atomic(
-                tmp / MANIFEST,
-                build_manifest(
-                    "contamination",
-                    config=config,
-                    counts={"conditions": len(report)},
-                    files=[tmp / RESULT],
-                ),
-            )
+        report, _ = cached_result(
+            out,
+            "contamination",
+            config,
+            lambda: {
+                condition: measure_overlap(
+                    self._condition_corpus(condition), sets, n=n, progress=self.progress
+                )
+                for condition in self.config.conditions
+            },
+        )
         for condition, sets_report in report.items():
             shares = ", ".join(f"{k} {v['share']:.1%}" for k, v in sets_report.items())
             self._say("contamination", f"{condition}: {shares}")
