@@ -48,7 +48,9 @@ def write_documents_dir(
     """Write ``out_dir/documents.jsonl.gz`` and ``manifest.json``; skip if already done.
 
     The directory is assembled under a temporary name and renamed into place, so an
-    interrupted run never leaves a directory that looks finished.
+    interrupted run never leaves a directory that looks finished. ``source`` (default: the
+    directory's name) labels ``metadata.source`` and the document ids, and salts each
+    document's seed so that sources generated with the same seed are independent.
     """
     out_dir = Path(out_dir)
     source = source or out_dir.name or "synthetic"
