@@ -249,6 +249,19 @@ class PosttrainConfig(Strict):
         return self
 
 
+class StudyConfig(Strict):
+    """Which study an experiment is, so the report draws its plot (``experiment/studies.py``).
+
+    ``x`` gives each condition its x-value (dose share, phase, disclosed or not); a condition
+    not listed gets a value derived from its sources (the sum of ``dose_share`` for ``dose``,
+    the dosed sources' phases for ``placement``, else the condition name).
+    """
+
+    kind: Literal["persistence", "placement", "dose", "disclosure"]
+    x: dict[str, float | str] = Field(default_factory=dict, description="x-value per condition")
+    x_label: str | None = Field(None, description="axis label; default from kind")
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -263,6 +276,7 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
+    study: StudyConfig | None = None
 
     @model_validator(mode="after")
     def _conditions_name_known_sources(self) -> ExperimentConfig:
@@ -276,6 +290,16 @@ class ExperimentConfig(Strict):
         if self.evals.baseline is not None and self.evals.baseline not in self.conditions:
             raise ValueError(
                 f"evals.baseline: no condition named '{self.evals.baseline}' "
+                f"(known: {', '.join(sorted(self.conditions))})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _study_names_conditions(self) -> ExperimentConfig:
+        unknown = sorted(set(self.study.x) - set(self.conditions)) if self.study else []
+        if unknown:
+            raise ValueError(
+                f"study.x: no condition named {', '.join(unknown)} "
                 f"(known: {', '.join(sorted(self.conditions))})"
             )
         return self

@@ -23,6 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.fileio import atomic_path
 
 PLOT_DPI = 100
@@ -197,7 +198,7 @@ def write_plots(results: dict, out_dir: Path) -> list[tuple[str, str]]:
         plots.append(("capability.png", "Capability: held-out perplexity"))
     if _heatmap(out_dir / "family_heatmap.png", results):
         plots.append(("family_heatmap.png", "Misalignment rate per condition and family"))
-    return plots
+    return plots + study_plots(results, out_dir)  # persistence/stickiness/study, if present
 
 
 _PAGE = """<!DOCTYPE html>
@@ -220,6 +221,7 @@ results.json</a>, <a href="results.csv">results.csv</a>.</p>
 {paired_table}
 <h2>Plots</h2>
 {plots}
+{studies}
 <h2>Misalignment rate per family</h2>
 {family_table}
 <h2>Contamination</h2>
@@ -326,6 +328,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         if family_rows
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
+        studies=study_html(results),
     )
 
 

@@ -269,11 +269,26 @@ class ExperimentRunner:
             self._say("contamination", f"{condition}: {shares}")
         return report
 
+    def stage_persistence(
+        self, models: dict[str, list[Path]], items: list[EvalItem], mix: Any
+    ) -> dict[str, Any]:
+        """Post-train every model and evaluate each stage (``experiment/studies.py``)."""
+        from alignpt.experiment.studies import run_persistence
+
+        return run_persistence(
+            self.config, models, items, tokenizer_dir=mix.tokenizer_dir, say=self._say
+        )
+
     def stage_report(
-        self, evaluations: dict[str, list[dict]], contamination: dict[str, dict], mix: Any
+        self,
+        evaluations: dict[str, list[dict]],
+        contamination: dict[str, dict],
+        mix: Any,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Path, dict]:
         from alignpt.evals.aggregate import build_results
         from alignpt.experiment.report import write_report
+        from alignpt.experiment.studies import study_section
 
         baseline = self.config.evals.baseline or next(iter(self.config.conditions))
         provenance = {
@@ -297,6 +312,8 @@ class ExperimentRunner:
             n_boot=self.config.evals.bootstrap,
             seed=self.config.seed,
         )
+        results.update(extra or {})
+        results.update(study_section(self.config, results))
         index = write_report(
             results,
             self.run_dir / "report",
@@ -315,7 +332,10 @@ class ExperimentRunner:
         models = self.stage_train()
         evaluations = self.stage_evaluate(models, items, texts)
         contamination = self.stage_contamination(mix.dir, items)
-        index, results = self.stage_report(evaluations, contamination, mix)
+        extra = {}
+        if "posttrain" in self.config.model_fields_set:
+            extra = self.stage_persistence(models, items, mix)
+        index, results = self.stage_report(evaluations, contamination, mix, extra)
         return RunOutcome(self.run_dir, index, results)
 
 

@@ -1,0 +1,260 @@
+"""Post-training persistence inside ``alignpt run``, and the study summaries of the report.
+
+When an experiment YAML has a ``posttrain:`` section, every condition's pretrained model is
+post-trained identically (``posttrain_model``: SFT, then DPO), and the base, SFT and SFT+DPO
+models are scored as chat models on the held-out-family eval items, with and without the
+HHH system prompt. The results say, per condition and stage, the misalignment rate (Wilson
+95% CI, pooled over seeds) and mean bits (bootstrap 95% CI), and how much of the base-model
+gap between the baseline and each other condition remains after each stage
+(``retained_gap_share``). With ``posttrain.adversarial`` set, the final model of every
+condition is also finetuned on misaligned demonstrations and the curve of rate against
+adversarial steps and the steps to reach ``threshold`` are reported ("stickiness").
+
+A ``study:`` section names the study (dose, placement, disclosure, persistence) and each
+condition's x-value, so the report can draw the study's own plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignpt.config import ExperimentConfig
+from alignpt.evals.items import EvalItem
+from alignpt.experiment.runner import cached_result
+from alignpt.fileio import sha256_file, sha256_json
+
+PROMPTS = ("none", "hhh")
+X_LABELS = {
+    "dose": "aligned-document share of pretraining tokens",
+    "placement": "where the aligned documents enter",
+    "disclosure": "synthetic-disclosure header",
+    "persistence": "condition",
+}
+
+
+def held_out_items(items: Sequence[EvalItem], held_out: Sequence[str]) -> list[EvalItem]:
+    """The items of held-out families (every item when nothing is held out)."""
+    return [i for i in items if i.family in held_out] if held_out else list(items)
+
+
+def pooled_summary(evaluations: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """Misalignment rate (Wilson 95% CI) and mean bits (bootstrap 95% CI) over the items of
+    every seed's evaluation pooled together."""
+    from alignpt.posttrain.chateval import mean_with_ci, rate_with_ci
+
+    outcomes = [bool(x) for e in evaluations for x in e["per_item"]]
+    bits = [float(x) for e in evaluations for x in e["per_item_bits"]]
+    return {
+        "misalignment_rate": rate_with_ci(outcomes),
+        "bits": mean_with_ci(bits, seed=seed),
+        "seeds": len(evaluations),
+    }
+
+
+def per_item_mean(evaluations: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """Per-item scores averaged over seeds (the items are the same for every seed)."""
+    return np.mean([np.asarray(e[key], dtype=float) for e in evaluations], axis=0).tolist()
+
+
+def _seed_of(model_dir: Path) -> tuple[str, int]:
+    """``(seed0, 0)`` for ``.../train/<condition>/seed0/final``."""
+    name = model_dir.parent.name
+    return name, int(name.removeprefix("seed"))
+
+
+def run_persistence(
+    config: ExperimentConfig,
+    models: dict[str, list[Path]],
+    items: Sequence[EvalItem],
+    *,
+    tokenizer_dir: Path | None = None,
+    say: Callable[[str, str], None] = lambda stage, message: None,
+) -> dict[str, Any]:
+    """Post-train every model, evaluate every stage; returns the ``persistence`` (and, with
+    ``posttrain.adversarial`` set, ``stickiness``) sections of ``results.json``."""
+    from alignpt.posttrain.chateval import evaluate_chat_model
+    from alignpt.posttrain.persistence import retained_gap_table
+    from alignpt.posttrain.pipeline import posttrain_model, system_prompt
+
+    run_dir = config.run_dir
+    held = held_out_items(items, config.evals.held_out_families)
+    items_hash = sha256_json([i.model_dump(mode="json") for i in held])
+    prompts = {"none": None, "hhh": system_prompt(config)}
+    stages = ["base", *config.posttrain.stages]
+    evaluations: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    finals: dict[str, list[tuple[str, int, Path]]] = {}
+    model_dirs: dict[str, dict[str, dict[str, str]]] = {}
+    for condition, dirs in models.items():
+        for base in dirs:
+            seed_name, seed = _seed_of(base)
+            say("posttrain", f"{condition} {seed_name}: {' → '.join(stages)}")
+            chain = posttrain_model(
+                config,
+                base,
+                run_dir / "posttrain" / condition / seed_name,
+                seed=seed,
+                tokenizer_dir=tokenizer_dir,
+            )
+            model_dirs.setdefault(condition, {})[seed_name] = {k: str(v) for k, v in chain.items()}
+            finals.setdefault(condition, []).append((seed_name, seed, chain[stages[-1]]))
+            for stage in stages:
+                weights = sha256_file(chain[stage] / "model.safetensors")
+                for name, prompt in prompts.items():
+                    key = {"weights": weights, "items": items_hash, "system_prompt": prompt}
+                    result, _ = cached_result(
+                        run_dir / "persistence" / condition / seed_name / f"{stage}-{name}",
+                        "persistence",
+                        key,
+                        lambda d=chain[stage], p=prompt, s=stage: evaluate_chat_model(
+                            d, held, system_prompt=p, add_chat_template=s == "base"
+                        ),
+                    )
+                    by_stage = evaluations.setdefault(condition, {}).setdefault(stage, {})
+                    by_stage.setdefault(name, []).append(result)
+            say("persistence", f"{condition} {seed_name}: evaluated {len(held)} held-out items")
+    baseline = config.evals.baseline or next(iter(config.conditions))
+    persistence: dict[str, Any] = {
+        "stages": stages,
+        "prompts": prompts,
+        "baseline": baseline,
+        "eval_items": len(held),
+        "held_out_families": list(config.evals.held_out_families),
+        "models": model_dirs,
+        "conditions": {
+            condition: {
+                stage: {
+                    name: pooled_summary(evals, seed=config.seed)
+                    for name, evals in by_prompt.items()
+                }
+                for stage, by_prompt in by_stage.items()
+            }
+            for condition, by_stage in evaluations.items()
+        },
+        "retained_gap_share": {},
+    }
+    for name in prompts:
+        for condition in evaluations:
+            if condition == baseline or baseline not in evaluations:
+                continue
+            tables = {}
+            for metric, key in (("misalignment_rate", "per_item"), ("bits", "per_item_bits")):
+                scores = {
+                    stage: {
+                        c: per_item_mean(evaluations[c][stage][name], key)
+                        for c in (condition, baseline)
+                    }
+                    for stage in stages
+                }
+                tables[metric] = retained_gap_table(
+                    scores,
+                    low=condition,
+                    high=baseline,
+                    n_resamples=config.evals.bootstrap,
+                    seed=config.seed,
+                )
+            pair = f"{condition} vs {baseline}"
+            persistence["retained_gap_share"].setdefault(name, {})[pair] = tables
+    sections = {"persistence": persistence}
+    if "adversarial" in config.posttrain.model_fields_set:
+        sections["stickiness"] = run_stickiness(config, finals, held, tokenizer_dir, say)
+    return sections
+
+
+def run_stickiness(
+    config: ExperimentConfig,
+    finals: dict[str, list[tuple[str, int, Path]]],
+    held: Sequence[EvalItem],
+    tokenizer_dir: Path | None,
+    say: Callable[[str, str], None],
+) -> dict[str, Any]:
+    """Adversarial curves of each condition's final post-trained model, pooled over seeds."""
+    from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint
+    from alignpt.posttrain.chateval import rate_with_ci
+    from alignpt.posttrain.persistence import steps_to_rate
+    from alignpt.posttrain.pipeline import adversarial_curve
+
+    threshold = config.posttrain.adversarial.threshold
+    conditions: dict[str, Any] = {}
+    for condition, runs in finals.items():
+        curves = []
+        for seed_name, seed, model_dir in runs:
+            say(
+                "adversarial",
+                f"{condition} {seed_name}: steps {config.posttrain.adversarial.steps}",
+            )
+            curves.append(
+                adversarial_curve(
+                    config,
+                    model_dir,
+                    config.run_dir / "adversarial" / condition / seed_name,
+                    seed=seed,
+                    items=held,
+                    tokenizer_dir=tokenizer_dir,
+                )
+            )
+        points = []
+        for at_step in zip(*(c.points for c in curves), strict=True):
+            outcomes = [bool(x) for p in at_step for x in p.metrics["per_item"]]
+            rate = rate_with_ci(outcomes)
+            points.append(
+                CurvePoint(at_step[0].step, rate["value"], rate["ci_low"], rate["ci_high"])
+            )
+        pooled = AdversarialCurve(points)
+        conditions[condition] = {
+            "points": [
+                {"step": p.step, "value": p.value, "ci_low": p.ci_low, "ci_high": p.ci_high}
+                for p in points
+            ],
+            "n": len(held) * len(curves),
+            "seeds": len(curves),
+            "steps_to_rate": steps_to_rate(pooled, threshold),
+        }
+    return {"threshold": threshold, "system_prompt": None, "conditions": conditions}
+
+
+def study_x(config: ExperimentConfig, condition: str) -> float | str:
+    """A condition's x-value in its study: given in ``study.x``, else derived from sources."""
+    study = config.study
+    if study is None:
+        return condition
+    if condition in study.x:
+        return study.x[condition]
+    sources = config.conditions[condition].sources.values()
+    if study.kind == "dose":
+        return float(sum(s.dose_share or 0.0 for s in sources))
+    if study.kind == "placement":
+        dosed = [s.phase for s in sources if s.dose_share or s.dose_tokens]
+        return "+".join(dict.fromkeys(dosed)) or "none"
+    return condition
+
+
+def study_section(config: ExperimentConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """The ``study`` section of ``results.json``: one point per condition with its x-value and
+    its held-out (else overall) misalignment rate and bits, each with its 95% CI."""
+    study = config.study
+    if study is None:
+        return {}
+    points = []
+    for condition, block in results.get("conditions", {}).items():
+        split = block.get("held_out") or block
+        point = {
+            "condition": condition,
+            "x": study_x(config, condition),
+            "misalignment_rate": split.get("misalignment_rate"),
+            "bits": split.get("bits"),
+            "split": "held_out" if "held_out" in block else "overall",
+        }
+        points.append(point)
+    if study.kind == "dose":
+        points.sort(key=lambda p: float(p["x"]))
+    return {
+        "study": {
+            "kind": study.kind,
+            "x_label": study.x_label or X_LABELS[study.kind],
+            "points": points,
+        }
+    }
