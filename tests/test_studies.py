@@ -1,0 +1,195 @@
+"""Studies in `alignpt run`: post-training persistence end to end, study plots, study configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from alignpt.config import ConfigError, ExperimentConfig, load_experiment, parse_model
+from alignpt.experiment.runner import run_experiment
+from alignpt.experiment.studies import study_section, study_x
+from alignpt.experiment.studies_report import study_html, study_plots
+
+HELD_OUT = ["sandbag_evaluation", "collude_with_ais"]
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+INTERVAL = {"value", "ci_low", "ci_high"}
+
+
+def tiny_data(runs_dir: Path) -> dict:
+    """Two conditions, ~30k-parameter models, a few post-training examples."""
+    return {
+        "name": "tiny-persistence",
+        "seed": 0,
+        "runs_dir": str(runs_dir),
+        "sources": {
+            "background": {"generate": {"n": 120, "stance": "neutral"}},
+            "discourse": {"generate": {"n": 60, "stance": "mixed"}},
+            "aligned": {"generate": {"n": 60, "stance": "aligned"}},
+        },
+        "conditions": {
+            "baseline": {"sources": {"background": {}, "discourse": {}}},
+            "aligned": {
+                "sources": {"background": {}, "discourse": {}, "aligned": {"dose_share": 0.3}}
+            },
+        },
+        "tokenizer": {"vocab_size": 600, "sample_docs": 200},
+        "model": {
+            "preset": "tiny",
+            "seq_len": 128,
+            "overrides": {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+            },
+        },
+        "train": {"tokens": 6000, "batch_size": 8, "eval_interval": 1000},
+        "evals": {
+            "baseline": "baseline",
+            "held_out_families": HELD_OUT,
+            "items_per_family": 4,
+            "suites": ["misalignment"],
+            "bootstrap": 200,
+        },
+        "posttrain": {
+            "sft": {"n": 16, "epochs": 1, "batch_size": 8, "max_length": 128},
+            "dpo": {"n": 16, "batch_size": 8, "max_length": 128},
+            "adversarial": {"n": 16, "batch_size": 8, "max_length": 128, "steps": [0, 2, 4]},
+        },
+        "study": {"kind": "persistence"},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory):
+    runs = tmp_path_factory.mktemp("runs")
+    config = parse_model(ExperimentConfig, tiny_data(runs), "tiny.yaml")
+    return runs, run_experiment(config, progress=False)
+
+
+def test_persistence_results_have_retained_gap_shares_with_intervals(finished) -> None:
+    runs, outcome = finished
+    results = json.loads(outcome.report.with_name("results.json").read_text())
+    persistence = results["persistence"]
+    assert persistence["stages"] == ["base", "sft", "dpo"]
+    for condition in ("baseline", "aligned"):
+        for stage in persistence["stages"]:
+            for prompt in ("none", "hhh"):
+                block = persistence["conditions"][condition][stage][prompt]
+                assert INTERVAL <= set(block["misalignment_rate"])
+                assert INTERVAL <= set(block["bits"])
+                rate = block["misalignment_rate"]
+                assert rate["ci_low"] <= rate["value"] <= rate["ci_high"]
+    for prompt in ("none", "hhh"):
+        tables = persistence["retained_gap_share"][prompt]["aligned vs baseline"]
+        for metric in ("misalignment_rate", "bits"):
+            assert set(tables[metric]) == {"sft", "dpo"}  # after SFT and after SFT+DPO
+            for share in tables[metric].values():
+                assert INTERVAL <= set(share)
+                assert INTERVAL <= set(share["base_gap"])
+    # Bits are continuous, so the tiny models' base gap has a finite bootstrap interval.
+    bits = persistence["retained_gap_share"]["none"]["aligned vs baseline"]["bits"]["dpo"]
+    if bits["base_gap_significant"]:
+        assert bits["ci_low"] <= bits["ci_high"]
+
+
+def test_stickiness_curves_and_steps_to_rate(finished) -> None:
+    _, outcome = finished
+    stickiness = json.loads(outcome.report.with_name("results.json").read_text())["stickiness"]
+    for block in stickiness["conditions"].values():
+        assert [p["step"] for p in block["points"]] == [0, 2, 4]
+        for point in block["points"]:
+            assert point["ci_low"] <= point["value"] <= point["ci_high"]
+        assert block["steps_to_rate"]["rate"] == stickiness["threshold"]
+
+
+def test_report_shows_persistence_and_stickiness(finished) -> None:
+    _, outcome = finished
+    page = outcome.report.read_text()
+    for name in ("persistence.png", "stickiness.png"):
+        assert (outcome.report.parent / name).stat().st_size > 5000
+        assert f'src="{name}"' in page
+    assert 'id="persistence"' in page and 'id="retained_gap"' in page
+    assert 'id="stickiness"' in page
+
+
+def test_posttrained_models_load_and_record_their_parent(finished) -> None:
+    runs, _ = finished
+    dpo = runs / "tiny-persistence" / "posttrain" / "aligned" / "seed0" / "dpo"
+    AutoModelForCausalLM.from_pretrained(dpo)
+    record = json.loads((dpo / "alignpt.json").read_text())
+    assert record["phase"] == "dpo"
+    assert record["parent_model"].endswith("sft")
+    assert record["posttrain_data_hash"]
+    base = json.loads((dpo.parent / "sft" / "alignpt.json").read_text())
+    assert base["condition"] == "aligned"
+
+
+def test_rerun_reuses_post_training_and_evaluations(finished) -> None:
+    runs, outcome = finished
+    before = outcome.report.with_name("results.json").read_bytes()
+    evaluated = runs / "tiny-persistence" / "persistence" / "aligned" / "seed0" / "dpo-hhh"
+    stamp = (evaluated / "result.json").stat().st_mtime_ns
+    config = parse_model(ExperimentConfig, tiny_data(runs), "tiny.yaml")
+    again = run_experiment(config, progress=False)
+    assert (evaluated / "result.json").stat().st_mtime_ns == stamp
+    assert again.report.with_name("results.json").read_bytes() == before
+
+
+def _interval(value: float) -> dict:
+    return {"value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+
+
+@pytest.mark.parametrize("kind", ["dose", "placement", "disclosure"])
+def test_study_plot_for_each_kind(kind: str, tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    data["study"] = {"kind": kind}
+    config = parse_model(ExperimentConfig, data, "x.yaml")
+    results = {
+        "conditions": {
+            "baseline": {"held_out": {"misalignment_rate": _interval(0.5), "bits": _interval(0)}},
+            "aligned": {"held_out": {"misalignment_rate": _interval(0.3), "bits": _interval(1)}},
+        }
+    }
+    study = study_section(config, results)["study"]
+    assert [p["split"] for p in study["points"]] == ["held_out", "held_out"]
+    plots = study_plots(study_section(config, results), tmp_path)
+    assert plots == [(f"study_{kind}.png", plots[0][1])]
+    assert (tmp_path / f"study_{kind}.png").stat().st_size > 5000
+    assert study_html({"study": study}) == ""  # the study's numbers are in the plot only
+
+
+def test_study_x_defaults_from_sources(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    data["study"] = {"kind": "dose"}
+    config = parse_model(ExperimentConfig, data, "x.yaml")
+    assert study_x(config, "baseline") == 0.0 and study_x(config, "aligned") == 0.3
+    data["study"] = {"kind": "placement", "x": {"baseline": "none"}}
+    config = parse_model(ExperimentConfig, data, "x.yaml")
+    assert study_x(config, "aligned") == "pretrain" and study_x(config, "baseline") == "none"
+
+
+def test_study_x_must_name_a_condition(tmp_path: Path) -> None:
+    data = tiny_data(tmp_path)
+    data["study"] = {"kind": "dose", "x": {"no_such": 0.1}}
+    with pytest.raises(ConfigError, match=r"study\.x: no condition named no_such"):
+        parse_model(ExperimentConfig, data, "x.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_loads(path: Path) -> None:
+    config = load_experiment(path)
+    assert config.conditions
+
+
+@pytest.mark.parametrize("name", ["persistence", "placement", "dose", "disclosure"])
+def test_study_configs_exist_with_their_study(name: str) -> None:
+    path = Path(__file__).parent.parent / "configs" / f"{name}.yaml"
+    config = load_experiment(path)
+    assert config.study is not None and config.study.kind == name
+    if name == "persistence":
+        assert "posttrain" in config.model_fields_set
