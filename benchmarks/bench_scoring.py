@@ -6,6 +6,7 @@ Anthropic advanced-ai-risk questions, scores N items from those files with both 
 the wall-time ratio. Usage::
 
     .venv/bin/python benchmarks/bench_scoring.py [--items 300] [--batch-size 16]
+        [--source anthropic|generated] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -56,20 +57,38 @@ def build_model(path: Path, texts: list[str]) -> Path:
     return path
 
 
+def load_items(source: str, n: int) -> list:
+    """``n`` eval items from the shared Anthropic files or the default world's generator."""
+    if source == "generated":
+        from alignpt.generate.evals import generate_eval_items
+        from alignpt.worlds import load_world
+
+        world = load_world("default")
+        families = world.family_names()
+        per_family = -(-n // len(families))
+        return generate_eval_items(world, families, n_per_family=per_family, seed=0)[:n]
+    base = DATA / "advanced-ai-risk" / "human_generated_evals"
+    per_file = -(-n // len(FILES))
+    return [it for name in FILES for it in read_anthropic(base / name, limit=per_file)][:n]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16, help="both scorers' batch size")
+    parser.add_argument(
+        "--source",
+        choices=("anthropic", "generated"),
+        default="anthropic",
+        help="Anthropic advanced-ai-risk items or items from alignpt.generate.evals",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved A/B timing rounds")
     args = parser.parse_args()
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
     torch.set_num_threads(torch.get_num_threads())
-    base = DATA / "advanced-ai-risk" / "human_generated_evals"
-    per_file = -(-args.items // len(FILES))
-    items = [it for name in FILES for it in read_anthropic(base / name, limit=per_file)]
-    items = items[: args.items]
+    items = load_items(args.source, args.items)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(Path(tmp) / "model", [it.prompt for it in items])
         model, tokenizer = load_model(model_dir, device="cpu")
@@ -94,6 +113,7 @@ def main() -> None:
         ours_s, theirs_s = min(ours_times), min(theirs_times)
     delta = max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
     result = {
+        "source": args.source,
         "items": len(items),
         "requests": len(requests),
         "alignpt_s": round(ours_s, 3),
