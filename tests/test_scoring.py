@@ -54,6 +54,14 @@ def test_choice_logprobs_match_lm_eval(loaded, model_dir):  # noqa: F811
     assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) <= 1e-4
 
 
+def test_batching_does_not_change_scores(loaded):
+    model, tok = loaded
+    items = hand_items()
+    one = [c.logprob for s in score_items(model, tok, items, 1, progress=False) for c in s.choices]
+    many = [c.logprob for s in score_items(model, tok, items, 5, progress=False) for c in s.choices]
+    assert one == pytest.approx(many, abs=1e-5)
+
+
 def test_normalisations_and_greedy(loaded):
     model, tok = loaded
     scored = score_items(model, tok, hand_items()[:2], progress=False)

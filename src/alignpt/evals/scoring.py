@@ -150,9 +150,11 @@ def _score_batch(
         for g, head in enumerate(heads):
             head_ids[g, : len(head)] = torch.tensor(head, device=device)
             head_mask[g, : len(head)] = 1
-        past = model(
-            head_ids, attention_mask=head_mask, use_cache=True, logits_to_keep=1
-        ).past_key_values  # only the cache is needed: skip the vocabulary projection
+        try:  # only the cache is needed: skip the vocabulary projection where supported
+            out = model(head_ids, attention_mask=head_mask, use_cache=True, logits_to_keep=1)
+        except TypeError:
+            out = model(head_ids, attention_mask=head_mask, use_cache=True)
+        past = out.past_key_values
         past.batch_select_indices(torch.tensor(owner, device=device))
     # One row per choice: the context's last token, then the continuation minus its last token.
     rows = [[contexts[g][-1], *cont[:-1]] for g, (_, conts) in enumerate(groups) for cont in conts]
