@@ -32,6 +32,20 @@ def _as_matrix(values: Sequence[float] | Sequence[Sequence[float]]) -> np.ndarra
     return array[None, :] if array.ndim == 1 else array
 
 
+def _counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``n`` units was drawn in each resample (rows of ``indices``)."""
+    offsets = indices + np.arange(indices.shape[0])[:, None] * n
+    return np.bincount(offsets.ravel(), minlength=indices.shape[0] * n).reshape(-1, n)
+
+
+def _resampled_means(
+    matrix: np.ndarray, seed_counts: np.ndarray, item_counts: np.ndarray
+) -> np.ndarray:
+    """Mean of ``matrix`` (seeds x items) under each resample's seed and item counts."""
+    total = seed_counts.sum(axis=1) * item_counts.sum(axis=1)
+    return np.einsum("bs,si,bi->b", seed_counts, matrix, item_counts) / total
+
+
 def bootstrap_mean(
     values: Sequence[float] | Sequence[Sequence[float]],
     *,
@@ -48,11 +62,9 @@ def bootstrap_mean(
         return interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     n_seeds, n_items = matrix.shape
-    seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    item_idx = rng.integers(0, n_items, size=(n_boot, n_items))
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        stats[b] = matrix[np.ix_(seed_idx[b], item_idx[b])].mean()
+    seed_counts = _counts(rng.integers(0, n_seeds, size=(n_boot, n_seeds)), n_seeds)
+    item_counts = _counts(rng.integers(0, n_items, size=(n_boot, n_items)), n_items)
+    stats = _resampled_means(matrix, seed_counts, item_counts)
     low, high = np.percentile(stats, [2.5, 97.5])
     return interval(float(matrix.mean()), float(low), float(high))
 
@@ -97,12 +109,10 @@ def paired_difference(
         return interval(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     n_items = ma.shape[1]
-    stats = np.empty(n_boot)
-    for i in range(n_boot):
-        items = rng.integers(0, n_items, size=n_items)
-        sa = rng.integers(0, ma.shape[0], size=ma.shape[0])
-        sb = rng.integers(0, mb.shape[0], size=mb.shape[0])
-        stats[i] = ma[np.ix_(sa, items)].mean() - mb[np.ix_(sb, items)].mean()
+    items = _counts(rng.integers(0, n_items, size=(n_boot, n_items)), n_items)
+    seeds_a = _counts(rng.integers(0, ma.shape[0], size=(n_boot, ma.shape[0])), ma.shape[0])
+    seeds_b = _counts(rng.integers(0, mb.shape[0], size=(n_boot, mb.shape[0])), mb.shape[0])
+    stats = _resampled_means(ma, seeds_a, items) - _resampled_means(mb, seeds_b, items)
     low, high = np.percentile(stats, [2.5, 97.5])
     return interval(float(ma.mean() - mb.mean()), float(low), float(high))
 
