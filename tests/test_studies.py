@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from alignpt.config import ConfigError, ExperimentConfig, load_experiment, parse_model
 from alignpt.experiment.runner import run_experiment
-from alignpt.experiment.studies import study_section, study_x
+from alignpt.experiment.studies import pooled_summary, retained_gaps, study_section, study_x
 from alignpt.experiment.studies_report import study_html, study_plots
 
 HELD_OUT = ["sandbag_evaluation", "collude_with_ais"]
@@ -72,7 +72,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_persistence_results_have_retained_gap_shares_with_intervals(finished) -> None:
-    runs, outcome = finished
+    _, outcome = finished
     results = json.loads(outcome.report.with_name("results.json").read_text())
     persistence = results["persistence"]
     assert persistence["stages"] == ["base", "sft", "dpo"]
@@ -80,8 +80,8 @@ def test_persistence_results_have_retained_gap_shares_with_intervals(finished) -
         for stage in persistence["stages"]:
             for prompt in ("none", "hhh"):
                 block = persistence["conditions"][condition][stage][prompt]
-                assert INTERVAL <= set(block["misalignment_rate"])
-                assert INTERVAL <= set(block["bits"])
+                assert set(block["misalignment_rate"]) >= INTERVAL
+                assert set(block["bits"]) >= INTERVAL
                 rate = block["misalignment_rate"]
                 assert rate["ci_low"] <= rate["value"] <= rate["ci_high"]
     for prompt in ("none", "hhh"):
@@ -89,12 +89,13 @@ def test_persistence_results_have_retained_gap_shares_with_intervals(finished) -
         for metric in ("misalignment_rate", "bits"):
             assert set(tables[metric]) == {"sft", "dpo"}  # after SFT and after SFT+DPO
             for share in tables[metric].values():
-                assert INTERVAL <= set(share)
-                assert INTERVAL <= set(share["base_gap"])
-    # Bits are continuous, so the tiny models' base gap has a finite bootstrap interval.
-    bits = persistence["retained_gap_share"]["none"]["aligned vs baseline"]["bits"]["dpo"]
-    if bits["base_gap_significant"]:
-        assert bits["ci_low"] <= bits["ci_high"]
+                assert set(share) >= INTERVAL
+                assert set(share["base_gap"]) >= INTERVAL
+                # The share's interval is unbounded (None) exactly when the base gap's
+                # own interval contains zero.
+                assert (share["ci_low"] is None) == (not share["base_gap_significant"])
+                if share["ci_low"] is not None:
+                    assert share["ci_low"] <= share["ci_high"]
 
 
 def test_stickiness_curves_and_steps_to_rate(finished) -> None:
@@ -138,6 +139,48 @@ def test_rerun_reuses_post_training_and_evaluations(finished) -> None:
     again = run_experiment(config, progress=False)
     assert (evaluated / "result.json").stat().st_mtime_ns == stamp
     assert again.report.with_name("results.json").read_bytes() == before
+
+
+def _evaluation(outcomes: list[int], shift: float) -> dict:
+    """An ``evaluate_chat_model``-shaped result: per-item outcomes and bits."""
+    return {
+        "per_item": [bool(x) for x in outcomes],
+        "per_item_bits": [shift + (0.5 - x) + 0.01 * i for i, x in enumerate(outcomes)],
+    }
+
+
+def test_retained_gaps_pool_seeds_and_give_finite_intervals_for_a_clear_gap() -> None:
+    n = 60
+
+    # Base: the baseline prefers the misaligned option on 80% of items, the aligned
+    # condition on 20%; after SFT the gap shrinks to a third (60% vs 40%); two seeds each.
+    def outcomes(share: float) -> list[int]:
+        return [int(i < share * n) for i in range(n)]
+
+    evaluations = {
+        condition: {
+            stage: {
+                "none": [_evaluation(outcomes(share), bits), _evaluation(outcomes(share), bits)]
+            }
+            for stage, share, bits in stages
+        }
+        for condition, stages in {
+            "baseline": [("base", 0.8, 0.0), ("sft", 0.6, 0.0)],
+            "aligned": [("base", 0.2, 2.0), ("sft", 0.4, 1.0)],
+        }.items()
+    }
+    table = retained_gaps(evaluations, baseline="baseline", stages=["base", "sft"], seed=0)
+    share = table["none"]["aligned vs baseline"]["misalignment_rate"]["sft"]
+    assert share["value"] == pytest.approx(0.2 / 0.6)
+    assert share["base_gap_significant"] and share["paired"]
+    assert share["ci_low"] < share["value"] < share["ci_high"]
+    bits = table["none"]["aligned vs baseline"]["bits"]["sft"]
+    # mean bits: baseline -0.3 → -0.1, aligned 2.3 → 1.1 (plus the same item offsets)
+    assert bits["value"] == pytest.approx(1.2 / 2.6)
+    assert bits["ci_low"] <= bits["value"] <= bits["ci_high"]
+    pooled = pooled_summary(evaluations["baseline"]["base"]["none"])
+    assert pooled["misalignment_rate"]["n"] == 2 * n and pooled["seeds"] == 2
+    assert pooled["misalignment_rate"]["value"] == pytest.approx(0.8)
 
 
 def _interval(value: float) -> dict:

@@ -77,7 +77,6 @@ def run_persistence(
     """Post-train every model, evaluate every stage; returns the ``persistence`` (and, with
     ``posttrain.adversarial`` set, ``stickiness``) sections of ``results.json``."""
     from alignpt.posttrain.chateval import evaluate_chat_model
-    from alignpt.posttrain.persistence import retained_gap_table
     from alignpt.posttrain.pipeline import posttrain_model, system_prompt
 
     run_dir = config.run_dir
@@ -134,34 +133,58 @@ def run_persistence(
             }
             for condition, by_stage in evaluations.items()
         },
-        "retained_gap_share": {},
     }
-    for name in prompts:
-        for condition in evaluations:
-            if condition == baseline or baseline not in evaluations:
-                continue
-            tables = {}
-            for metric, key in (("misalignment_rate", "per_item"), ("bits", "per_item_bits")):
-                scores = {
-                    stage: {
-                        c: per_item_mean(evaluations[c][stage][name], key)
-                        for c in (condition, baseline)
-                    }
-                    for stage in stages
-                }
-                tables[metric] = retained_gap_table(
-                    scores,
-                    low=condition,
-                    high=baseline,
-                    n_resamples=config.evals.bootstrap,
-                    seed=config.seed,
-                )
-            pair = f"{condition} vs {baseline}"
-            persistence["retained_gap_share"].setdefault(name, {})[pair] = tables
+    persistence["retained_gap_share"] = retained_gaps(
+        evaluations,
+        baseline=baseline,
+        stages=stages,
+        n_resamples=config.evals.bootstrap,
+        seed=config.seed,
+    )
     sections = {"persistence": persistence}
     if "adversarial" in config.posttrain.model_fields_set:
         sections["stickiness"] = run_stickiness(config, finals, held, tokenizer_dir, say)
     return sections
+
+
+def retained_gaps(
+    evaluations: dict[str, dict[str, dict[str, list[dict[str, Any]]]]],
+    *,
+    baseline: str,
+    stages: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``[prompt]["<condition> vs <baseline>"][metric][stage]``: the share of the base-model
+    gap between the baseline and each other condition that remains after each stage, for the
+    misalignment outcomes and for bits (``retained_gap_share``, paired bootstrap 95% CI).
+
+    ``evaluations[condition][stage][prompt]`` lists one ``evaluate_chat_model`` result per
+    seed; per-item scores are averaged over seeds first.
+    """
+    from alignpt.posttrain.persistence import retained_gap_table
+
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    if baseline not in evaluations:
+        return table
+    prompts = list(evaluations[baseline][stages[0]])
+    for prompt in prompts:
+        for condition in evaluations:
+            if condition == baseline:
+                continue
+            pair = table.setdefault(prompt, {}).setdefault(f"{condition} vs {baseline}", {})
+            for metric, key in (("misalignment_rate", "per_item"), ("bits", "per_item_bits")):
+                scores = {
+                    stage: {
+                        c: per_item_mean(evaluations[c][stage][prompt], key)
+                        for c in (condition, baseline)
+                    }
+                    for stage in stages
+                }
+                pair[metric] = retained_gap_table(
+                    scores, low=condition, high=baseline, n_resamples=n_resamples, seed=seed
+                )
+    return table
 
 
 def run_stickiness(

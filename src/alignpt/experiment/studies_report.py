@@ -97,7 +97,7 @@ def plot_study(study: dict[str, Any], path: Path) -> None:
     """Dose: rate against aligned share (line, error bars); otherwise bars per condition."""
     points = study["points"]
     values, err = _errors([p["misalignment_rate"] for p in points])
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(points) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(9.0, max(5.0, 1.3 * len(points) + 2)), 3.8))
     if study["kind"] == "dose":
         xs = [float(p["x"]) for p in points]
         ax.errorbar(xs, values, yerr=err, marker="o", capsize=4)
@@ -116,7 +116,8 @@ def plot_study(study: dict[str, Any], path: Path) -> None:
     split = "held-out " if all(p["split"] == "held_out" for p in points) else ""
     ax.set_ylabel(f"{split}misalignment rate")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{study['kind'].capitalize()} study (95% CI)")
+    titles = {"dose": "Dose–response", "placement": "Placement", "disclosure": "Disclosure"}
+    ax.set_title(f"{titles.get(study['kind'], study['kind'])} (95% CI)")
     _save(fig, path)
 
 
