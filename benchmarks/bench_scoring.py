@@ -82,12 +82,16 @@ def main() -> None:
         default="anthropic",
         help="Anthropic advanced-ai-risk items or items from alignpt.generate.evals",
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (1 avoids oversubscription)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved A/B timing rounds")
     args = parser.parse_args()
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     items = load_items(args.source, args.items)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(Path(tmp) / "model", [it.prompt for it in items])
