@@ -157,3 +157,17 @@ def test_page_renders_in_headless_chromium(report_dir, tmp_path):
     assert image.std() > 10  # not blank: text, table rules and plots are drawn
     dark_rows = (image < 128).any(axis=1).sum()
     assert dark_rows > 200  # many rows carry ink (table + at least one plot)
+
+
+def test_report_with_one_condition_and_one_suite(tmp_path):
+    evaluation = _evaluation(5, 0.3)
+    evaluation["raw"] = {k: evaluation["raw"][k] for k in ("misalignment",)}
+    evaluation["raw"]["suites"] = ["misalignment"]
+    results = build_results({"only": [evaluation]}, n_boot=100)
+    page = write_report(results, tmp_path / "r", quiet=True).read_text()
+    assert "No baseline given." in page and "Not measured." in page
+    assert re.findall(r'<img src="([^"]+)"', page) == [
+        "misalignment_rate.png",
+        "bits.png",
+        "family_heatmap.png",
+    ]
