@@ -164,7 +164,9 @@ class TrainConfig(Strict):
     beta2: float = Field(0.95, ge=0.0, lt=1.0)
     log_interval: int = Field(10, ge=1, description="steps between TensorBoard/progress updates")
     eval_windows: int = Field(32, ge=1, description="validation windows per source class")
-    keep_checkpoints: int = Field(2, ge=1, description="interval checkpoints kept (phase ends kept)")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="interval checkpoints kept (phase ends kept)"
+    )
     distributed: Literal["ddp", "fsdp"] = "ddp"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
     compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")

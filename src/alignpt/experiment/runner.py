@@ -202,6 +202,8 @@ class ExperimentRunner:
                 "anthropic": [sha256_file(p) for p in anthropic],
                 "bootstrap": evals.bootstrap,
                 "anthropic_limit": evals.anthropic_limit,
+                "normalisation": evals.normalisation,
+                "bootstrap_seed": evals.bootstrap_seed,
             }
         )
         results: dict[str, list[dict]] = {}
@@ -223,7 +225,10 @@ class ExperimentRunner:
                         capability_texts=texts,
                         anthropic_paths=anthropic,
                         anthropic_limit=evals.anthropic_limit,
+                        normalisation=evals.normalisation,
                         n_boot=evals.bootstrap,
+                        bootstrap_seed=evals.bootstrap_seed,
+                        batch_size=evals.batch_size,
                         progress=self.progress,
                     ),
                 )
