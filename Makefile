@@ -19,6 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/alignpt demo
 
+test: export OMP_WAIT_POLICY ?= PASSIVE
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -26,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+bench: export OMP_WAIT_POLICY ?= PASSIVE
 bench: $(STAMP)
 	set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
