@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from alignpt.config import ExperimentConfig, parse_model
-from alignpt.errors import UserError
-from alignpt.experiment.runner import run_experiment, with_held_out_excluded
+from alignpt.errors import ConfigError
+from alignpt.experiment.runner import run_experiment
 
 HELD_OUT = ["sandbag_evaluation", "collude_with_ais"]
 
@@ -129,13 +129,15 @@ def test_same_config_and_seed_give_identical_results(finished, tmp_path: Path) -
 
 
 def test_held_out_families_are_excluded_from_generated_sources(tmp_path: Path) -> None:
-    config = with_held_out_excluded(tiny_config(tmp_path))
+    config = tiny_config(tmp_path)
     for source in config.sources.values():
         assert set(HELD_OUT) <= set(source.generate.exclude_families)
-    data = tiny_config(tmp_path).model_dump(mode="json")
+    data = config.model_dump(mode="json")
     data["sources"]["aligned"]["generate"]["families"] = ["collude_with_ais", "reward_hack"]
-    with pytest.raises(UserError, match=r"sources\.aligned\.generate\.families: collude_with_ais"):
-        with_held_out_excluded(parse_model(ExperimentConfig, data, "x.yaml"))
+    with pytest.raises(
+        ConfigError, match=r"sources\.aligned\.generate\.families: collude_with_ais"
+    ):
+        parse_model(ExperimentConfig, data, "x.yaml")
 
 
 def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:

