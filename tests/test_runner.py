@@ -14,52 +14,13 @@ import yaml
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.errors import ConfigError
 from alignpt.experiment.runner import run_experiment
-
-HELD_OUT = ["sandbag_evaluation", "collude_with_ais"]
+from tiny_experiment import HELD_OUT, tiny_experiment
 
 
 def tiny_config(runs_dir: Path) -> ExperimentConfig:
-    data = {
-        "name": "tiny",
-        "seed": 0,
-        "runs_dir": str(runs_dir),
-        "sources": {
-            "background": {"generate": {"n": 120, "stance": "neutral"}},
-            "discourse": {"generate": {"n": 60, "stance": "mixed"}},
-            "aligned": {"generate": {"n": 60, "stance": "aligned"}},
-        },
-        "conditions": {
-            "baseline": {"sources": {"background": {}, "discourse": {}}},
-            "aligned": {
-                "sources": {"background": {}, "discourse": {}, "aligned": {"dose_share": 0.3}}
-            },
-        },
-        "tokenizer": {"vocab_size": 600, "sample_docs": 200},
-        "model": {
-            "preset": "tiny",
-            "seq_len": 32,
-            "overrides": {
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "num_key_value_heads": 2,
-            },
-        },
-        "train": {
-            "tokens": 6000,
-            "batch_size": 8,
-            "eval_interval": 1000,
-            "checkpoint_interval": 1000,
-        },
-        "evals": {
-            "baseline": "baseline",
-            "held_out_families": HELD_OUT,
-            "items_per_family": 2,
-            "capability_docs": 6,
-            "bootstrap": 200,
-        },
-    }
+    data = tiny_experiment(runs_dir, name="tiny", seq_len=32)
+    data["train"]["checkpoint_interval"] = 1000
+    data["evals"].update(items_per_family=2, capability_docs=6)
     return parse_model(ExperimentConfig, data, "tiny.yaml")
 
 

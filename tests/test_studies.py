@@ -12,49 +12,18 @@ from alignpt.config import ConfigError, ExperimentConfig, load_experiment, parse
 from alignpt.experiment.runner import run_experiment
 from alignpt.experiment.studies import pooled_summary, retained_gaps, study_section, study_x
 from alignpt.experiment.studies_report import study_html, study_plots
+from tiny_experiment import tiny_experiment
 
-HELD_OUT = ["sandbag_evaluation", "collude_with_ais"]
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 INTERVAL = {"value", "ci_low", "ci_high"}
 
 
 def tiny_data(runs_dir: Path) -> dict:
     """Two conditions, ~30k-parameter models, a few post-training examples."""
+    data = tiny_experiment(runs_dir, name="tiny-persistence", seq_len=128)
+    data["evals"].update(items_per_family=4, suites=["misalignment"])
     return {
-        "name": "tiny-persistence",
-        "seed": 0,
-        "runs_dir": str(runs_dir),
-        "sources": {
-            "background": {"generate": {"n": 120, "stance": "neutral"}},
-            "discourse": {"generate": {"n": 60, "stance": "mixed"}},
-            "aligned": {"generate": {"n": 60, "stance": "aligned"}},
-        },
-        "conditions": {
-            "baseline": {"sources": {"background": {}, "discourse": {}}},
-            "aligned": {
-                "sources": {"background": {}, "discourse": {}, "aligned": {"dose_share": 0.3}}
-            },
-        },
-        "tokenizer": {"vocab_size": 600, "sample_docs": 200},
-        "model": {
-            "preset": "tiny",
-            "seq_len": 128,
-            "overrides": {
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "num_key_value_heads": 2,
-            },
-        },
-        "train": {"tokens": 6000, "batch_size": 8, "eval_interval": 1000},
-        "evals": {
-            "baseline": "baseline",
-            "held_out_families": HELD_OUT,
-            "items_per_family": 4,
-            "suites": ["misalignment"],
-            "bootstrap": 200,
-        },
+        **data,
         "posttrain": {
             "sft": {"n": 16, "epochs": 1, "batch_size": 8, "max_length": 128},
             "dpo": {"n": 16, "batch_size": 8, "max_length": 128},
