@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from alignpt.config import DPOConfig, SFTConfig
@@ -22,16 +21,7 @@ SFT_OPTIONS = SFTConfig(epochs=2, batch_size=8, lr=3e-3, max_length=160)
 DPO_OPTIONS = DPOConfig(epochs=1, batch_size=8, lr=2e-3, beta=0.5, max_length=160)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    previous = os.environ.get("ALIGNPT_NO_PROGRESS")
-    os.environ["ALIGNPT_NO_PROGRESS"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if previous is None:
-        del os.environ["ALIGNPT_NO_PROGRESS"]
+pytestmark = pytest.mark.usefixtures("one_thread_no_progress")
 
 
 def _torchrun(*args: str) -> None:

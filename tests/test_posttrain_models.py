@@ -45,17 +45,7 @@ DPO_OPTIONS = DPOConfig(epochs=2, batch_size=8, lr=2e-3, beta=0.5, max_length=16
 TRAIN_FAMILIES = ["deceive_overseers", "seize_resources", "disable_monitoring"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The shared 2-core machine is busy: one intra-op thread is far faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    previous = os.environ.get("ALIGNPT_NO_PROGRESS")
-    os.environ["ALIGNPT_NO_PROGRESS"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if previous is None:
-        del os.environ["ALIGNPT_NO_PROGRESS"]
+pytestmark = pytest.mark.usefixtures("one_thread_no_progress")
 
 
 @pytest.fixture(scope="module")

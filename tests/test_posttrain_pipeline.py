@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -20,17 +18,7 @@ from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    previous = os.environ.get("ALIGNPT_NO_PROGRESS")
-    os.environ["ALIGNPT_NO_PROGRESS"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if previous is None:
-        del os.environ["ALIGNPT_NO_PROGRESS"]
+pytestmark = pytest.mark.usefixtures("one_thread_no_progress")
 
 
 def _config(tmp_path: Path) -> ExperimentConfig:
