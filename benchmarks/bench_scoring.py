@@ -1,12 +1,13 @@
 """Scoring benchmark: alignpt's scorer vs lm-evaluation-harness's HFLM on the same work.
 
-Builds a random-init Llama (hidden 256, 4 layers) with a byte-level BPE trained on the
-Anthropic advanced-ai-risk questions, scores N items from those files with both scorers
-(same model dir, same (context, continuation) requests), and prints the max |Δ logprob| and
-the wall-time ratio. Usage::
+Builds a random-init model of an alignpt preset (``tiny`` by default, the demo's shape) with a
+byte-level BPE trained on the items' prompts, scores N items with both scorers (same model
+directory, same (context, continuation) requests, same batch size), and prints the max
+|Δ logprob| and the wall-time ratio. Usage::
 
     .venv/bin/python benchmarks/bench_scoring.py [--items 300] [--batch-size 16]
-        [--source anthropic|generated] [--repeats 3]
+        [--source anthropic|generated] [--preset tiny|small|base|bench] [--seq-len 128]
+        [--vocab-size 4096] [--threads 1] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from alignpt.evals.anthropic import read_anthropic
 from alignpt.evals.scoring import load_model, score_items
+from alignpt.train.presets import PRESETS, build_llama_config
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "anthropic-evals"
 FILES = (
@@ -33,26 +35,37 @@ FILES = (
 )
 
 
-def build_model(path: Path, texts: list[str]) -> Path:
+def build_model(
+    path: Path, texts: list[str], *, preset: str, seq_len: int, vocab_size: int
+) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
         texts,
         trainers.BpeTrainer(
-            vocab_size=4096,
+            vocab_size=vocab_size,
             special_tokens=["<|endoftext|>"],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
     fast.save_pretrained(path)
+    # A few hundred prompts cannot teach a BPE tens of thousands of merges: the model's
+    # embedding is then padded to ``vocab_size`` rows (as models pad vocabularies to a multiple
+    # of 64), which gives the compute of a real vocabulary that size.
+    model_vocab = max(len(fast), vocab_size)
+    if preset == "bench":  # the shape earlier RESULTS rows used
+        config = LlamaConfig(
+            vocab_size=model_vocab, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+            num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=seq_len,
+            eos_token_id=fast.eos_token_id, bos_token_id=None, pad_token_id=None,
+        )  # fmt: skip
+    else:  # an alignpt preset, exactly as `alignpt train` builds it
+        config = build_llama_config(
+            preset, vocab_size=model_vocab, seq_len=seq_len, eos_token_id=fast.eos_token_id
+        )
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=256, intermediate_size=704, num_hidden_layers=4,
-        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
-        eos_token_id=fast.eos_token_id, bos_token_id=None, pad_token_id=None,
-    )  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(path)
     return path
 
@@ -85,6 +98,14 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (1 avoids oversubscription)"
     )
+    parser.add_argument(
+        "--preset",
+        choices=(*PRESETS, "bench"),
+        default="tiny",
+        help="model shape: an alignpt preset (random init) or the older 256x4 bench model",
+    )
+    parser.add_argument("--seq-len", type=int, default=128, help="max_position_embeddings")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary (BPE, padded)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved A/B timing rounds")
     args = parser.parse_args()
     from lm_eval.api.instance import Instance
@@ -94,7 +115,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     items = load_items(args.source, args.items)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(Path(tmp) / "model", [it.prompt for it in items])
+        model_dir = build_model(
+            Path(tmp) / "model",
+            [it.prompt for it in items],
+            preset=args.preset,
+            seq_len=args.seq_len,
+            vocab_size=args.vocab_size,
+        )
         model, tokenizer = load_model(model_dir, device="cpu")
         lm = HFLM(pretrained=str(model_dir), device="cpu", batch_size=args.batch_size)
         requests = [
@@ -126,6 +153,9 @@ def main() -> None:
         "max_abs_delta_logprob": delta,
         "alignpt_runs_s": [round(t, 3) for t in ours_times],
         "lm_eval_runs_s": [round(t, 3) for t in theirs_times],
+        "preset": args.preset,
+        "seq_len": args.seq_len,
+        "vocab_size": args.vocab_size,
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
