@@ -90,6 +90,31 @@ def test_tiny_model_beats_unigram_and_loads_with_plain_transformers(corpus, tmp_
     assert any((tmp_path / "tensorboard").iterdir())
 
 
+def _losses(out_dir) -> list[float]:
+    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+
+def test_bf16_autocast_and_compile_path_trains_like_fp32(corpus, tmp_path):
+    """The path CUDA takes by default (bf16 autocast, torch.compile of model and loss), run
+    on CPU: it trains, tracks the fp32 loss within bf16 error and saves a loadable fp32 model."""
+    tokenizer, ids, _ = corpus
+    settings = {"tokens": 8 * SEQ_LEN * 12, "batch_size": 8, "lr": 3e-3, "log_interval": 4}
+    fp32 = TrainConfig(**settings, precision="fp32", compile=False)
+    bf16 = TrainConfig(**settings, precision="bf16", compile=True)
+    _trainer(tokenizer, ids, tmp_path / "fp32", fp32, ["pretrain"]).run()
+    trainer = _trainer(tokenizer, ids, tmp_path / "bf16", bf16, ["pretrain"])
+    assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+    final = trainer.run()
+    reference, mixed = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    assert len(mixed) == len(reference) == 12
+    assert mixed != reference  # bf16 really ran
+    assert mixed[-1] < mixed[0] - 1.0
+    assert max(abs(a - b) for a, b in zip(mixed, reference, strict=True)) < 0.05
+    model = AutoModelForCausalLM.from_pretrained(final)
+    assert next(model.parameters()).dtype == torch.float32
+
+
 class _Crash(Exception):
     pass
 
