@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -95,6 +96,10 @@ def _losses(out_dir) -> list[float]:
     return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
 
 
+@pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("clang++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 def test_bf16_autocast_and_compile_path_trains_like_fp32(corpus, tmp_path):
     """The path CUDA takes by default (bf16 autocast, torch.compile of model and loss), run
     on CPU: it trains, tracks the fp32 loss within bf16 error and saves a loadable fp32 model."""
