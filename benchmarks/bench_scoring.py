@@ -24,7 +24,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from alignpt.evals.anthropic import read_anthropic
-from alignpt.evals.scoring import load_model, score_items
+from alignpt.evals.prefix_tree import plan_trees
+from alignpt.evals.scoring import encode_requests, load_model, score_items
 from alignpt.train.presets import PRESETS, build_llama_config
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "anthropic-evals"
@@ -85,6 +86,33 @@ def load_items(source: str, n: int) -> list:
     return [it for name in FILES for it in read_anthropic(base / name, limit=per_file)][:n]
 
 
+def work_counts(model, tokenizer, items) -> dict:
+    """Tokens each scorer runs and the multiply-accumulates of their linear layers (attention
+    scores left out): the ceiling on the speed ratio that less work alone can give."""
+    cfg = model.config
+    kv_dim = cfg.hidden_size // cfg.num_attention_heads * cfg.num_key_value_heads
+    body = cfg.num_hidden_layers * (
+        cfg.hidden_size * (2 * cfg.hidden_size + 2 * kv_dim)
+        + 3 * cfg.hidden_size * cfg.intermediate_size
+    )
+    head = cfg.hidden_size * cfg.vocab_size
+    requests = encode_requests(
+        tokenizer, [(it.prompt, it.choices) for it in items], cfg.max_position_embeddings
+    )
+    lm_eval_tokens = sum(len(r.tokens) - 1 for r in requests)  # every position projected
+    trees = plan_trees(requests)
+    nodes = sum(len(t) for t in trees)
+    scored = sum(len(t.predictor_nodes()) for t in trees)
+    return {
+        "lm_eval_input_tokens": lm_eval_tokens,
+        "alignpt_tree_nodes": nodes,
+        "alignpt_projected_nodes": scored,
+        "linear_macs_ratio": round(
+            lm_eval_tokens * (body + head) / (nodes * body + scored * head), 2
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300)
@@ -141,6 +169,7 @@ def main() -> None:
             theirs = [lp for lp, _ in lm.loglikelihood(requests, disable_tqdm=True)]
             theirs_times.append(time.perf_counter() - start)
         ours = [c.logprob for s in scored for c in s.choices]
+        work = work_counts(model, tokenizer, items)
         ours_s, theirs_s = min(ours_times), min(theirs_times)
     delta = max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
     result = {
@@ -151,6 +180,7 @@ def main() -> None:
         "lm_eval_s": round(theirs_s, 3),
         "speedup": round(theirs_s / ours_s, 2),
         "max_abs_delta_logprob": delta,
+        **work,
         "alignpt_runs_s": [round(t, 3) for t in ours_times],
         "lm_eval_runs_s": [round(t, 3) for t in theirs_times],
         "preset": args.preset,
