@@ -171,3 +171,17 @@ def test_report_with_one_condition_and_one_suite(tmp_path):
         "bits.png",
         "family_heatmap.png",
     ]
+
+
+@pytest.mark.parametrize("width", [60, 250])
+def test_terminal_summary_never_cuts_a_number(results, width):
+    """Narrow terminals get one table per condition; every interval prints whole."""
+    from alignpt.experiment.report import _fmt, print_summary
+
+    console = Console(record=True, width=width)
+    print_summary(results, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    for block in results["conditions"].values():
+        assert _fmt(block["held_out"]["misalignment_rate"]) in text

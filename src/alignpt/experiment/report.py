@@ -333,14 +333,27 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
 
 
 def print_summary(results: dict, console: Console | None = None) -> None:
-    """The condition table in the terminal."""
+    """The condition table in the terminal: one wide table when it fits, else one narrow
+    table per condition (metric, value [95% CI]) so no number is cut off."""
+    console = console or Console()
     header, rows = _condition_rows(results)
-    table = Table(title="alignpt results (95% CI)")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+    widest = [max(len(line) for cell in column for line in cell.split("\n"))
+              for column in zip(header, *rows, strict=True)]  # fmt: skip
+    if sum(widest) + 3 * len(header) + 1 <= console.width:
+        table = Table(title="alignpt results (95% CI)")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
     for row in rows:
-        table.add_row(*row)
-    (console or Console()).print(table)
+        table = Table(title=f"{row[0]} (95% CI)", show_header=False)
+        table.add_column("metric")
+        table.add_column("value", justify="right", no_wrap=True)
+        for name, cell in zip(header[1:], row[1:], strict=True):
+            table.add_row(name, cell.replace("\n", " "))
+        console.print(table)
 
 
 def write_report(
