@@ -181,6 +181,31 @@ def _finish(
     return out_dir
 
 
+def _train_resumably(
+    optimisation: Optimisation,
+    steps: int,
+    loss_at: Callable[[int], torch.Tensor],
+    stage: str,
+    out_dir: Path,
+    key: str,
+    checkpoint_every: int,
+) -> dict[str, Any]:
+    """Resume from the stage's work checkpoint if there is one, train to ``steps``, and
+    return the step and loss counts for the manifest."""
+    work = work_dir_for(out_dir)
+    optimisation.restore(work, key)
+    loss, mean_loss = run_steps(
+        optimisation,
+        until=steps,
+        loss_at=loss_at,
+        description=stage,
+        work_dir=work,
+        key=key,
+        checkpoint_every=checkpoint_every,
+    )
+    return {"steps": steps, "final_loss": loss, "mean_loss": mean_loss}
+
+
 def sft(
     base_model_dir: str | Path,
     data: Sequence[Dialogue] | str | Path,
@@ -224,22 +249,9 @@ def sft(
     loss_at = chat_loss_at(
         rows, loaded.tokenizer.pad_token_id, optimisation, batch_size=options.batch_size, seed=seed
     )
-    work = work_dir_for(out_dir)
-    optimisation.restore(work, key)
-    loss, mean_loss = run_steps(
-        optimisation,
-        until=steps,
-        loss_at=loss_at,
-        description="sft",
-        work_dir=work,
-        key=key,
-        checkpoint_every=checkpoint_every,
-    )
     counts = {
         "examples": len(rows),
-        "steps": steps,
-        "final_loss": loss,
-        "mean_loss": mean_loss,
+        **_train_resumably(optimisation, steps, loss_at, "sft", out_dir, key, checkpoint_every),
         "assistant_tokens": sum(sum(t != IGNORE_INDEX for t in lab[1:]) for _, lab in rows),
     }
     return _finish(
@@ -349,22 +361,9 @@ def dpo(
         margins[:] = margin.tolist()
         return loss
 
-    work = work_dir_for(out_dir)
-    optimisation.restore(work, key)
-    loss, mean_loss = run_steps(
-        optimisation,
-        until=steps,
-        loss_at=loss_at,
-        description="dpo",
-        work_dir=work,
-        key=key,
-        checkpoint_every=checkpoint_every,
-    )
     counts = {
         "examples": len(pairs),
-        "steps": steps,
-        "final_loss": loss,
-        "mean_loss": mean_loss,
+        **_train_resumably(optimisation, steps, loss_at, "dpo", out_dir, key, checkpoint_every),
         "final_batch_reward_accuracy": (
             sum(m > 0 for m in margins) / len(margins) if margins else None
         ),
