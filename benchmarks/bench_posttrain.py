@@ -82,33 +82,41 @@ def trl_sft(base: Path, dialogues, out: Path, options: SFTConfig) -> float:
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
-    batch = options.batch_size
     tokenizer = install_chat_template(AutoTokenizer.from_pretrained(base))
     model = AutoModelForCausalLM.from_pretrained(base)
     data = Dataset.from_list([{"messages": d.messages} for d in dialogues])
     args = TrlSFTConfig(
         output_dir=str(out),
         assistant_only_loss=True,
-        per_device_train_batch_size=batch,
-        num_train_epochs=options.epochs,
-        learning_rate=options.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=round(options.warmup_fraction * math.ceil(len(data) / batch)),
-        max_grad_norm=options.grad_clip,
-        max_length=options.max_length,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        logging_steps=10**6,
-        seed=0,
-        dataloader_num_workers=0,
+        **_trl_common_args(options, len(data)),
         packing=False,
-        gradient_checkpointing=False,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     result = trainer.train()
     trainer.save_model(str(out / "final"))
     return float(result.training_loss)
+
+
+def _trl_common_args(options, n_examples: int) -> dict:
+    """The TrainingArguments both TRL runs share: alignpt's schedule and clipping, CPU, no
+    saving or logging in the timed region."""
+    batch = options.batch_size
+    return {
+        "per_device_train_batch_size": batch,
+        "num_train_epochs": options.epochs,
+        "learning_rate": options.lr,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": round(options.warmup_fraction * math.ceil(n_examples / batch)),
+        "max_grad_norm": options.grad_clip,
+        "max_length": options.max_length,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "logging_steps": 10**6,
+        "seed": 0,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": False,
+    }
 
 
 def trl_dpo(sft_dir: Path, pairs, out: Path, options: DPOConfig) -> float:
@@ -117,7 +125,6 @@ def trl_dpo(sft_dir: Path, pairs, out: Path, options: DPOConfig) -> float:
     from trl import DPOConfig as TrlDPOConfig
     from trl import DPOTrainer
 
-    batch = options.batch_size
     tokenizer = AutoTokenizer.from_pretrained(sft_dir)
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
     data = Dataset.from_list(
@@ -133,20 +140,7 @@ def trl_dpo(sft_dir: Path, pairs, out: Path, options: DPOConfig) -> float:
     args = TrlDPOConfig(
         output_dir=str(out),
         beta=options.beta,
-        per_device_train_batch_size=batch,
-        num_train_epochs=options.epochs,
-        learning_rate=options.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=round(options.warmup_fraction * math.ceil(len(data) / batch)),
-        max_grad_norm=options.grad_clip,
-        max_length=options.max_length,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        logging_steps=10**6,
-        seed=0,
-        dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        **_trl_common_args(options, len(data)),
     )
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     result = trainer.train()
