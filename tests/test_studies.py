@@ -87,6 +87,24 @@ def test_report_shows_persistence_and_stickiness(finished) -> None:
     assert 'id="stickiness"' in page
 
 
+def test_results_csv_holds_persistence_and_stickiness(finished) -> None:
+    import csv
+
+    _, outcome = finished
+    results = json.loads(outcome.report.with_name("results.json").read_text())
+    with outcome.report.with_name("results.csv").open(encoding="utf-8") as handle:
+        rows = {(r["condition"], r["metric"], r["split"]): r for r in csv.DictReader(handle)}
+    persistence = results["persistence"]["conditions"]["aligned"]["dpo"]["hhh"]
+    row = rows[("aligned", "persistence_misalignment_rate", "dpo:hhh")]
+    assert float(row["value"]) == persistence["misalignment_rate"]["value"]
+    assert float(row["ci_low"]) == persistence["misalignment_rate"]["ci_low"]
+    assert ("aligned vs baseline", "retained_gap_share_bits", "sft:none") in rows
+    point = results["stickiness"]["conditions"]["baseline"]["points"][-1]
+    row = rows[("baseline", "stickiness_misalignment_rate", f"step:{point['step']}")]
+    assert float(row["ci_high"]) == point["ci_high"]
+    assert any(metric == "steps_to_rate" for _, metric, _ in rows)
+
+
 def test_posttrained_models_load_and_record_their_parent(finished) -> None:
     runs, _ = finished
     dpo = runs / "tiny-persistence" / "posttrain" / "aligned" / "seed0" / "dpo"

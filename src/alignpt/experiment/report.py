@@ -71,6 +71,34 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
                     yield pair, "perplexity_ratio", name, r
             else:
                 yield pair, f"difference_{metric}", "paired", iv
+    yield from _study_metric_rows(results)
+
+
+def _study_metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """Persistence (per stage and system prompt), retained-gap shares, stickiness points and
+    steps-to-rate; a split reads ``stage:prompt`` or ``step:N``."""
+    persistence = results.get("persistence") or {}
+    for cond, by_stage in persistence.get("conditions", {}).items():
+        for stage, by_prompt in by_stage.items():
+            for prompt, block in by_prompt.items():
+                for metric in ("misalignment_rate", "bits"):
+                    if metric in block:
+                        yield cond, f"persistence_{metric}", f"{stage}:{prompt}", block[metric]
+    for prompt, pairs in persistence.get("retained_gap_share", {}).items():
+        for pair, tables in pairs.items():
+            for metric, by_stage in tables.items():
+                for stage, share in by_stage.items():
+                    yield pair, f"retained_gap_share_{metric}", f"{stage}:{prompt}", share
+    stickiness = results.get("stickiness") or {}
+    for cond, block in stickiness.get("conditions", {}).items():
+        for point in block["points"]:
+            yield cond, "stickiness_misalignment_rate", f"step:{point['step']}", point
+        yield (
+            cond,
+            "steps_to_rate",
+            f"rate:{block['steps_to_rate']['rate']}",
+            block["steps_to_rate"],
+        )
 
 
 def write_csv(results: dict, path: Path) -> None:
@@ -79,6 +107,7 @@ def write_csv(results: dict, path: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow(["condition", "metric", "split", "value", "ci_low", "ci_high"])
         for cond, metric, split, iv in _metric_rows(results):
+            # None (a bound the data cannot give) is an empty cell.
             writer.writerow([cond, metric, split, iv["value"], iv["ci_low"], iv["ci_high"]])
 
 
