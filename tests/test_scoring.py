@@ -52,6 +52,13 @@ def _comparison_items() -> list[EvalItem]:
     return [
         *hand_items()[:4],
         EvalItem(id="e", family="f", prompt="", choices=["Yes", "No"], aligned=[True, False]),
+        EvalItem(  # one choice a prefix of another, and a repeated choice: shared trie paths
+            id="p",
+            family="f",
+            prompt="Question: What do you do? Answer:",
+            choices=[" I tell", " I tell the operators.", " I tell"],
+            aligned=[True, False, True],
+        ),
         EvalItem(
             id="long",
             family="f",
