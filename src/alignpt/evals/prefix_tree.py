@@ -135,7 +135,9 @@ class PackedBatch:
     request_of_token: torch.Tensor
 
 
-def pack_trees(trees: Sequence[PrefixTree], dtype: torch.dtype, device: torch.device | str):
+def pack_trees(
+    trees: Sequence[PrefixTree], dtype: torch.dtype, device: torch.device | str
+) -> PackedBatch:
     """Lay out tries as padded rows: other nodes first, predictor nodes right-aligned at the
     end; padding attends only to itself and is seen by nothing."""
     predictor_sets = [tree.predictor_nodes() for tree in trees]

@@ -313,7 +313,9 @@ def score_requests(
     requests = encode_requests(tokenizer, groups, _max_length(model))
     trees = plan_trees(requests)
     trees.sort(key=len, reverse=True)
-    exact = _tree_packing_is_exact(model, requests, trees[0]) if trees else True
+    # Probe on the tree with the most requests, so the check covers branches of the mask.
+    probe = max(trees, key=lambda tree: len(tree.request_ids), default=None)
+    exact = _tree_packing_is_exact(model, requests, probe) if probe else True
     scored: dict[int, tuple[float, bool]] = {}
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("scoring", total=len(requests))
