@@ -191,6 +191,12 @@ class EvalsConfig(Strict):
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
 
+    @model_validator(mode="after")
+    def _anthropic_suite_has_files(self) -> EvalsConfig:
+        if "anthropic" in self.suites and not self.anthropic_paths:
+            raise ValueError("the anthropic suite needs anthropic_paths (JSONL files or folders)")
+        return self
+
 
 class PosttrainStageConfig(Strict):
     """Optimisation options shared by the post-training stages (SFT, DPO, adversarial)."""

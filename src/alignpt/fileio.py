@@ -46,8 +46,9 @@ def sha256_json(value: Any) -> str:
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
 
-    Works for a file or a directory written at the yielded path. On error the temporary
-    is removed and ``dest`` is left untouched.
+    Works for a file or a directory written at the yielded path; a directory replaces an
+    existing directory, but a file never does (UserError). On error the temporary is removed
+    and ``dest`` is left untouched.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +56,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if dest.is_dir() and not dest.is_symlink():
+            if not tmp.is_dir():  # never replace a directory by a file: that loses its contents
+                raise UserError(f"{dest}: is a directory; give a file path")
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:

@@ -14,21 +14,6 @@ def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _anthropic_files(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(path.rglob("*.jsonl"))
-            if not found:
-                raise UserError(f"{path}: holds no .jsonl files")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or directory")
-    return files
-
-
 def evaluate_command(
     model: Path = typer.Option(..., "--model", "-m", help="HF causal LM directory."),
     suite: list[str] = typer.Option(
@@ -60,6 +45,8 @@ def evaluate_command(
     from alignpt.fileio import write_json_atomic
 
     suites = check_suites(suite)
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file path")
     if normalisation not in ("sum", "char", "token"):
         raise UserError(f"--normalisation: unknown value '{normalisation}' (sum, char, token)")
     result = evaluate_model(
@@ -68,7 +55,7 @@ def evaluate_command(
         items=read_items(items) if items is not None else [],
         held_out_families=_split_list(held_out),
         capability_texts=capability_texts_from_documents(texts, limit=limit) if texts else None,
-        anthropic_paths=_anthropic_files(anthropic or []),
+        anthropic_paths=anthropic or [],
         anthropic_limit=limit,
         normalisation=normalisation,
         n_boot=n_boot,

@@ -8,6 +8,8 @@ follows lm-eval's ``advanced_ai_risk`` task: ``"Human: {question}\\n\\nAssistant
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from alignpt.errors import UserError
@@ -23,44 +25,81 @@ def _answers(value: object, where: str, field: str) -> list[str]:
     return list(answers)
 
 
-def read_anthropic(path: str | Path, *, limit: int | None = None) -> list[EvalItem]:
-    """Items from one advanced-ai-risk JSONL file; the family is the file's stem."""
+def anthropic_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The JSONL files named by ``paths`` (files, or directories searched recursively)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.rglob("*.jsonl"))
+            if not found:
+                raise UserError(f"{path}: holds no .jsonl files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or directory")
+    return files
+
+
+def set_names(files: Sequence[Path]) -> dict[str, Path]:
+    """A name per file: its stem, or ``parent/stem`` where stems repeat (Anthropic's own tree
+    holds the same file names under human_generated_evals/ and lm_generated_evals/)."""
+    stems = Counter(path.stem for path in files)
+    names = {
+        (path.stem if stems[path.stem] == 1 else f"{path.parent.name}/{path.stem}"): path
+        for path in files
+    }
+    if len(names) < len(files):
+        raise UserError(f"{len(files) - len(names)} Anthropic files repeat a folder/file name")
+    return names
+
+
+def read_anthropic(
+    path: str | Path, *, limit: int | None = None, name: str | None = None
+) -> list[EvalItem]:
+    """Items from one advanced-ai-risk JSONL file; the family is ``name`` (default: the
+    file's stem)."""
     path = Path(path)
+    name = name or path.stem
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     items: list[EvalItem] = []
     with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
-            missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
-            if missing:
-                raise UserError(f"{where}: missing field '{missing[0]}'")
-            risky = _answers(row["answer_matching_behavior"], where, FIELDS[1])
-            safe = [
-                a
-                for a in _answers(row["answer_not_matching_behavior"], where, FIELDS[2])
-                if a not in risky
-            ]
-            if not safe:
-                raise UserError(f"{where}: no answer differs from the matching-behaviour answer")
-            items.append(
-                EvalItem(
-                    id=f"{path.stem}-{lineno}",
-                    family=path.stem,
-                    prompt=f"Human: {row['question']}\n\nAssistant:",
-                    choices=risky + safe,
-                    aligned=[False] * len(risky) + [True] * len(safe),
-                    source=f"anthropic/{path.stem}",
-                )
-            )
-            if limit is not None and len(items) >= limit:
-                break
+        try:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                items.append(_parse_row(line, f"{path}:{lineno}", f"{name}-{lineno}", name))
+                if limit is not None and len(items) >= limit:
+                    break
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not valid UTF-8") from None
     if not items:
         raise UserError(f"{path}: holds no items")
     return items
+
+
+def _parse_row(line: str, where: str, item_id: str, family: str) -> EvalItem:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    missing = [f for f in FIELDS if f not in row]
+    if missing:
+        raise UserError(f"{where}: missing field '{missing[0]}'")
+    risky = _answers(row["answer_matching_behavior"], where, FIELDS[1])
+    safe = [
+        a for a in _answers(row["answer_not_matching_behavior"], where, FIELDS[2]) if a not in risky
+    ]
+    if not safe:
+        raise UserError(f"{where}: no answer differs from the matching-behaviour answer")
+    return EvalItem(
+        id=item_id,
+        family=family,
+        prompt=f"Human: {row['question']}\n\nAssistant:",
+        choices=risky + safe,
+        aligned=[False] * len(risky) + [True] * len(safe),
+        source=f"anthropic/{family}",
+    )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from alignpt.errors import UserError
-from alignpt.evals.anthropic import read_anthropic
+from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
 from alignpt.evals.scoring import document_nll, load_model, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
@@ -62,7 +62,8 @@ def evaluate_model(
     if "anthropic" in suites and not anthropic_paths:
         raise UserError("anthropic suite needs advanced-ai-risk JSONL files (--anthropic)")
     anthropic_sets = {
-        Path(p).stem: read_anthropic(p, limit=anthropic_limit) for p in anthropic_paths
+        name: read_anthropic(path, limit=anthropic_limit, name=name)
+        for name, path in set_names(anthropic_files(anthropic_paths)).items()
     }
     model, tokenizer = load_model(model_dir, device=device)
     raw: dict = {"suites": suites}

@@ -19,6 +19,7 @@ from rich.console import Console
 from alignpt.config import ExperimentConfig, GenerateSpec, load_experiment
 from alignpt.documents import read_documents
 from alignpt.errors import UserError
+from alignpt.evals.anthropic import anthropic_files
 from alignpt.evals.items import EvalItem, read_items
 from alignpt.fileio import (
     MANIFEST,
@@ -165,7 +166,7 @@ class ExperimentRunner:
 
         evals = self.config.evals
         suites = [s for s in evals.suites]
-        anthropic = [Path(p) for p in evals.anthropic_paths]
+        anthropic = anthropic_files(evals.anthropic_paths)
         inputs_hash = sha256_json(
             {
                 "items": sha256_json([i.model_dump(mode="json") for i in items]),
@@ -288,7 +289,7 @@ class ExperimentRunner:
             contamination=contamination,
             provenance=provenance,
             n_boot=self.config.evals.bootstrap,
-            seed=self.config.seed,
+            seed=self.config.evals.bootstrap_seed,
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
@@ -302,6 +303,7 @@ class ExperimentRunner:
 
     def run(self) -> RunOutcome:
         """Every stage in order; finished stages are reused."""
+        anthropic_files(self.config.evals.anthropic_paths)  # bad paths fail before any work
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
         items = self.stage_eval_items()

@@ -126,7 +126,7 @@ def run_persistence(
         "conditions": {
             condition: {
                 stage: {
-                    name: pooled_summary(evals, seed=config.seed)
+                    name: pooled_summary(evals, seed=config.evals.bootstrap_seed)
                     for name, evals in by_prompt.items()
                 }
                 for stage, by_prompt in by_stage.items()
@@ -139,7 +139,7 @@ def run_persistence(
         baseline=baseline,
         stages=stages,
         n_resamples=config.evals.bootstrap,
-        seed=config.seed,
+        seed=config.evals.bootstrap_seed,
     )
     sections = {"persistence": persistence}
     if "adversarial" in config.posttrain.model_fields_set:

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from alignpt.config import AdversarialConfig, parse_model
 from alignpt.errors import UserError
-from alignpt.fileio import atomic_path, build_manifest, read_manifest, write_json_atomic
+from alignpt.fileio import atomic_path, build_manifest, prepare_output_dir, write_json_atomic
 from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
 from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
 from alignpt.posttrain.loop import Optimisation, on_main, run_steps, work_dir_for
@@ -80,7 +80,10 @@ def read_curve(out_dir: str | Path) -> AdversarialCurve:
     path = Path(out_dir) / CURVE
     if not path.is_file():
         raise UserError(f"{path}: no such file (not an adversarial run directory)")
-    return AdversarialCurve.from_json(json.loads(path.read_text()))
+    try:
+        return AdversarialCurve.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not an adversarial curve ({exc!r})") from None
 
 
 def _point(step: int, result: Mapping[str, Any] | float) -> CurvePoint:
@@ -135,7 +138,7 @@ def adversarial(
     out_dir, data_id, parent = Path(out_dir), data_hash(demos), weights_hash(base_model_dir)
     key = stage_key("adversarial", options, data_id, f"{parent}/{eval_key}", seed)
     ctx = setup_distributed()
-    if on_main(lambda: _finished(out_dir, key, force), ctx):
+    if on_main(lambda: prepare_output_dir(out_dir, key, force=force), ctx):
         return read_curve(out_dir)
     torch.manual_seed(seed)
     loaded = load_model_dir(
@@ -206,15 +209,3 @@ def adversarial(
             work.rmdir()
     barrier(ctx)
     return curve
-
-
-def _finished(out_dir: Path, key: str, force: bool) -> bool:
-    """True if ``out_dir`` holds this run; error if it holds another one (unless ``force``)."""
-    manifest = read_manifest(out_dir) if out_dir.is_dir() else None
-    if manifest and manifest.get("config_hash") == key and not force:
-        return True
-    if out_dir.exists() and not force and any(out_dir.iterdir()):
-        raise UserError(
-            f"{out_dir}: already holds a different run; choose another --out or pass --force"
-        )
-    return False

@@ -84,7 +84,7 @@ def load_model_dir(
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: cannot load the model ({first})") from None
     embeddings = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings:
