@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -23,14 +23,12 @@ from alignpt.config import (
 from alignpt.errors import UserError
 from alignpt.evals.items import read_items
 from alignpt.fileio import sha256_json
-from alignpt.posttrain.adversarial import adversarial, read_curve
-from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
-from alignpt.posttrain.chateval import chat_misalignment_eval, evaluate_chat_model, respond
-from alignpt.posttrain.data import read_dialogues, read_pairs, write_jsonl
-from alignpt.posttrain.modeldir import load_model_dir
-from alignpt.posttrain.persistence import steps_to_rate
-from alignpt.posttrain.pipeline import Stage, stage_data
-from alignpt.posttrain.stages import dpo, sft
+
+if TYPE_CHECKING:
+    from alignpt.posttrain.pipeline import Stage
+
+# alignpt.posttrain imports torch and transformers: each command imports what it needs when it
+# runs, so `alignpt --help` and the other stages' commands start without them.
 
 posttrain_app = typer.Typer(
     help="Post-train a model: SFT, DPO, adversarial finetuning.", no_args_is_help=True
@@ -88,6 +86,9 @@ def _data(
     generate: bool,
     options: PosttrainStageConfig,
 ) -> list:
+    from alignpt.posttrain.data import read_dialogues, read_pairs
+    from alignpt.posttrain.pipeline import stage_data
+
     if (data is None) == (not generate):
         raise UserError(f"posttrain {stage}: give exactly one of --data FILE or --generate")
     if data is not None:
@@ -115,6 +116,8 @@ def sft_command(
     force: bool = FORCE,
 ) -> None:
     """Supervised finetuning on chat dialogues (loss on assistant tokens only)."""
+    from alignpt.posttrain.stages import sft
+
     config = _config(config_path, world, held_out)
     options = _options(
         config,
@@ -150,6 +153,8 @@ def dpo_command(
     force: bool = FORCE,
 ) -> None:
     """Direct preference optimisation on prompt / chosen / rejected pairs."""
+    from alignpt.posttrain.stages import dpo
+
     config = _config(config_path, world, held_out)
     options = _options(
         config,
@@ -203,6 +208,9 @@ def adversarial_command(
     force: bool = FORCE,
 ) -> None:
     """Train on misaligned demonstrations; evaluate along a schedule of steps."""
+    from alignpt.posttrain.adversarial import adversarial
+    from alignpt.posttrain.chateval import chat_misalignment_eval
+
     config = _config(config_path, world, held_out)
     schedule = None
     if steps is not None:
@@ -249,6 +257,9 @@ def curve_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Print an adversarial curve and the steps needed to reach a misalignment rate."""
+    from alignpt.posttrain.adversarial import read_curve
+    from alignpt.posttrain.persistence import steps_to_rate
+
     curve = read_curve(run_dir)
     if as_json:
         _say(
@@ -265,6 +276,8 @@ def curve_command(
 
 
 def _print_curve(curve, threshold: float) -> None:
+    from alignpt.posttrain.persistence import steps_to_rate
+
     if int(os.environ.get("RANK", "0")) != 0:
         return
     table = Table(title="adversarial curve")
@@ -295,6 +308,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-item outcomes)."),
 ) -> None:
     """Score eval items on a chat model: misalignment rate with its 95% interval."""
+    from alignpt.posttrain.chateval import evaluate_chat_model
+
     prompt = _system_prompt(system_prompt, None)
     result = evaluate_chat_model(
         model, read_items(items), system_prompt=prompt, add_chat_template=add_chat_template
@@ -321,6 +336,9 @@ def chat_command(
     add_chat_template: bool = ADD_TEMPLATE,
 ) -> None:
     """Print the model's greedy reply to one message (a quick look at a chat model)."""
+    from alignpt.posttrain.chateval import respond
+    from alignpt.posttrain.modeldir import load_model_dir
+
     loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
     _say(
         respond(
@@ -335,6 +353,8 @@ def chat_command(
 
 def _system_prompt(choice: str, config: ExperimentConfig | None) -> str | None:
     """'none' → no system prompt, 'hhh' → the configured or built-in HHH prompt, else text."""
+    from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
+
     if choice == "none":
         return None
     if choice == "hhh":
@@ -352,6 +372,8 @@ def data_command(
     held_out: str | None = HELD_OUT,
 ) -> None:
     """Write generated post-training data as JSONL (to inspect or edit before training)."""
+    from alignpt.posttrain.data import write_jsonl
+
     if kind not in ("sft", "dpo", "adversarial"):
         raise UserError(f"posttrain data: kind must be sft, dpo or adversarial, not '{kind}'")
     config = _config(config_path, world, held_out)

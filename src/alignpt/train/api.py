@@ -18,7 +18,15 @@ from alignpt.train.schedule import micro_batch_size, plan_phases
 from alignpt.train.validation import validation_windows
 
 # Train settings that only change logging or bookkeeping, not the trained weights.
-_COSMETIC = ("seeds", "log_interval", "eval_interval", "eval_windows", "keep_checkpoints")
+_COSMETIC = (
+    "seeds",
+    "log_interval",
+    "eval_interval",
+    "eval_windows",
+    "keep_checkpoints",
+    "checkpoint_interval",  # resume is bit-identical, so where checkpoints fall does not matter
+    "peak_flops",  # only the MFU readout
+)
 
 
 def default_out_dir(config: ExperimentConfig, condition: str, seed: int) -> Path:

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from alignpt.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -41,6 +43,10 @@ def setup_distributed(device: str | None = None) -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"--device: unknown device '{device}' (cpu or cuda)")
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device: cuda requested but no CUDA device is available")
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
