@@ -103,4 +103,6 @@ def test_prepare_output_dir(tmp_path: Path) -> None:
     assert prepare_output_dir(out, "abc") is True
     with pytest.raises(UserError, match="already holds a different run"):
         prepare_output_dir(out, "def")
-    assert prepare_output_dir(out, "def", force=True) is False and not out.exists()
+    # force deletes nothing itself: the stage's atomic write replaces the old output once the
+    # new one is complete, so a run that fails keeps it
+    assert prepare_output_dir(out, "def", force=True) is False and out.exists()

@@ -221,6 +221,10 @@ def test_cli_runs_skips_and_refuses_a_different_run(tmp_path: Path, cli) -> None
     assert err.strip().count("\n") == 0
     assert "already holds a different run" in err
     assert (out / DOCUMENTS_FILE).read_bytes() == before
+    # --force with a bad option fails and keeps the finished run it would have replaced
+    code, err = cli("docs", "--n", "5", "--out", str(out), "--genres", "sonnet", "--force")
+    assert code == 2 and "unknown genre" in err
+    assert (out / DOCUMENTS_FILE).read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -226,7 +226,7 @@ def test_adversarial_curve_rises_and_resumes(sft_dir, tmp_path) -> None:
     assert curve.points[-1].value > curve.points[0].value
     assert read_curve(tmp_path / "adv").to_json() == curve.to_json()
     final = AutoModelForCausalLM.from_pretrained(tmp_path / "adv" / "final")
-    assert final is not None
+    assert final.config.vocab_size == len(AutoTokenizer.from_pretrained(tmp_path / "adv" / "final"))
     provenance = json.loads((tmp_path / "adv" / "final" / "alignpt.json").read_text())
     assert provenance["posttrain_data_hash"] == data_hash(demos)
 

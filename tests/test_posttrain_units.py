@@ -149,7 +149,6 @@ def test_dpo_loss_matches_hand_computed_reference_formula() -> None:
     )
     expected = (math.log(1 + math.exp(-0.5)) + math.log(1 + math.exp(1.0))) / 2
     assert math.isclose(float(loss), expected, rel_tol=1e-6)
-    assert math.isclose(expected, 0.8936693, rel_tol=1e-6)
     assert margin.tolist() == pytest.approx([0.5, -1.0])
 
 

@@ -57,8 +57,7 @@ def _evaluation(seed: int, misaligned_p: float) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def results() -> dict:
+def _build_results() -> dict:
     conditions = {
         "baseline": [_evaluation(0, 0.5), _evaluation(1, 0.5)],
         "alignment_upsampled": [_evaluation(2, 0.1), _evaluation(3, 0.1)],
@@ -74,6 +73,11 @@ def results() -> dict:
         provenance={"config": "demo.yaml", "note": "<b>not bold</b>"},
         n_boot=200,
     )
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return _build_results()
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +106,13 @@ def test_results_json_schema(report_dir, results):
 
 
 def test_same_results_same_bytes(results, tmp_path):
-    first = write_report(results, tmp_path / "a", quiet=True).parent / "results.json"
-    second = write_report(results, tmp_path / "b", quiet=True).parent / "results.json"
-    assert first.read_bytes() == second.read_bytes()
+    """Results built again from the same evaluations (bootstrap included) give the same
+    report files, byte for byte."""
+    first_dir = write_report(results, tmp_path / "a", quiet=True).parent
+    second_dir = write_report(_build_results(), tmp_path / "b", quiet=True).parent
+    for name in ("results.json", "results.csv", "index.html"):
+        assert (first_dir / name).read_bytes() == (second_dir / name).read_bytes(), name
+    first, second = first_dir / "results.json", second_dir / "results.json"
     # rewriting in place replaces the finished report atomically
     write_report(results, tmp_path / "a", quiet=True)
     assert first.read_bytes() == second.read_bytes()

@@ -94,23 +94,35 @@ def check_record(obj: Any) -> str | None:
     return None
 
 
+def _decompression_errors() -> tuple[type[Exception], ...]:
+    """What a corrupt or truncated .gz / .zst raises while it is read."""
+    errors: tuple[type[Exception], ...] = (OSError, EOFError)
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    return errors
+
+
 def _iter_jsonl_raw(path: Path) -> Iterator[tuple[int, Any | BadRecord]]:
-    with _open_binary(path) as raw:
-        for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, BadRecord(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start})")
-                continue
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield (
-                    lineno,
-                    BadRecord(f"{path}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno})"),
-                )
+    try:
+        with _open_binary(path) as raw:
+            lines = io.BufferedReader(raw)  # type: ignore[arg-type]
+            for lineno, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield lineno, BadRecord(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start})")
+                    continue
+                try:
+                    yield lineno, json.loads(text)
+                except json.JSONDecodeError as exc:
+                    message = f"invalid JSON ({exc.msg}, column {exc.colno})"
+                    yield lineno, BadRecord(f"{path}:{lineno}: {message}")
+    except _decompression_errors() as exc:
+        raise UserError(f"{path}: not a readable file ({exc})") from None
 
 
 def _iter_parquet_raw(path: Path) -> Iterator[tuple[int, Any | BadRecord]]:

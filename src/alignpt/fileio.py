@@ -133,7 +133,8 @@ def prepare_output_dir(out: str | Path, config_hash: str, *, force: bool = False
     """Decide what to do with an output directory before a stage writes into it.
 
     Returns True if ``out`` already holds the finished output of the same config (skip).
-    Raises UserError if it holds a different run (unless ``force``) or unrelated files.
+    Raises UserError if it holds a different run (unless ``force``) or unrelated files. With
+    ``force`` nothing is deleted here: a run that fails keeps the previous output.
     """
     out = Path(out)
     if not out.exists():
@@ -143,8 +144,7 @@ def prepare_output_dir(out: str | Path, config_hash: str, *, force: bool = False
     manifest = read_manifest(out)
     if manifest is not None and manifest.get("config_hash") == config_hash and not force:
         return True
-    if force:
-        shutil.rmtree(out)
+    if force:  # the stage's atomic_path replaces ``out`` only once the new output is complete
         return False
     if manifest is not None:
         raise UserError(

@@ -63,7 +63,7 @@ def validate_command(
     path: Path = typer.Argument(..., help="A documents file or a directory of them."),
     limit: int = typer.Option(50, help="Stop printing after this many problems."),
 ) -> None:
-    """Check every record; print bad ones as ``file:line: reason``; exit 1 if any."""
+    """Check every record; print bad ones as ``file:line: reason``; exit 2 if any."""
     problems = 0
     for line in validate_documents(path):
         problems += 1
