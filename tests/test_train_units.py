@@ -50,6 +50,21 @@ def test_overrides_and_custom_sizes():
         build_llama_config("custom", vocab_size=500, seq_len=64)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": "abc"}, "model.overrides.hidden_size: must be a positive integer"),
+        ({"num_attention_heads": 0}, "num_attention_heads: must be a positive integer"),
+        ({"hidden_size": 0}, "hidden_size: must be a positive integer"),
+        ({"hidden_act": "nope"}, "model.overrides.hidden_act: unknown activation 'nope'"),
+        ({"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of"),
+    ],
+)
+def test_bad_override_values_are_one_line(overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        build_llama_config("tiny", vocab_size=500, seq_len=64, overrides=overrides)
+
+
 def test_flops_per_token_matches_counted_flops():
     """The 6N + 12LdT formula against torch's FLOP counter on a real forward+backward."""
     seq = 128

@@ -79,8 +79,14 @@ def build_llama_config(
             reason = "set by the tokenizer" if key == "vocab_size" else "not a LlamaConfig field"
             raise UserError(f"model.overrides.{key}: {reason}")
     fields.update(overrides)
+    _check_shape(fields)
     fields.setdefault("num_attention_heads", max(1, fields["hidden_size"] // 64))
     fields.setdefault("num_key_value_heads", fields["num_attention_heads"])
+    if fields["num_attention_heads"] % fields["num_key_value_heads"]:
+        raise UserError(
+            f"model: num_attention_heads {fields['num_attention_heads']} is not a multiple of "
+            f"num_key_value_heads {fields['num_key_value_heads']}"
+        )
     if fields["hidden_size"] % fields["num_attention_heads"]:
         raise UserError(
             f"model: hidden_size {fields['hidden_size']} is not divisible by "
@@ -92,13 +98,40 @@ def build_llama_config(
             f"model.seq_len: {seq_len} exceeds max_position_embeddings "
             f"{fields['max_position_embeddings']}"
         )
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        **fields,
-    )
+    try:
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **fields,
+        )
+    except (TypeError, ValueError) as exc:  # transformers' own checks of the remaining fields
+        raise UserError(f"model.overrides: {exc}") from None
+
+
+_POSITIVE_INTS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+)
+
+
+def _check_shape(fields: dict[str, Any]) -> None:
+    """The size fields are positive integers and the activation is one transformers knows,
+    so a bad override fails here, before any mix is built, not at the first forward pass."""
+    from transformers.activations import ACT2FN
+
+    for key in _POSITIVE_INTS:
+        value = fields.get(key)
+        if key in fields and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"model.overrides.{key}: must be a positive integer, got {value!r}")
+    act = fields.get("hidden_act", "silu")
+    if act not in ACT2FN:
+        raise UserError(f"model.overrides.hidden_act: unknown activation {act!r}")
 
 
 def build_model(config: LlamaConfig, *, seed: int) -> LlamaForCausalLM:
