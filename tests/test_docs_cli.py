@@ -13,7 +13,7 @@ import pytest
 from alignpt.docstats import compute_stats
 from alignpt.documents import Document, DocumentWriter
 from alignpt.errors import UserError
-from alignpt.fileio import prepare_output_dir, write_json_atomic
+from alignpt.fileio import ensure_writable, prepare_output_dir, write_json_atomic
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -106,3 +106,12 @@ def test_prepare_output_dir(tmp_path: Path) -> None:
     # force deletes nothing itself: the stage's atomic write replaces the old output once the
     # new one is complete, so a run that fails keeps it
     assert prepare_output_dir(out, "def", force=True) is False and out.exists()
+
+
+def test_unwritable_output_directory_is_one_line(tmp_path: Path) -> None:
+    ensure_writable(tmp_path / "new" / "dir")
+    assert (tmp_path / "new" / "dir").is_dir() and not any((tmp_path / "new" / "dir").iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="output directory is not writable"):
+        ensure_writable(blocker / "below")

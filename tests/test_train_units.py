@@ -96,6 +96,9 @@ def test_phase_plan_splits_tokens_and_batches():
     assert micro_batch_size(TrainConfig(batch_size=16, grad_accum=2), 4) == 2
     with pytest.raises(UserError, match=re.escape("train.batch_size: 16 does not split")):
         micro_batch_size(TrainConfig(batch_size=16, grad_accum=3), 1)
+    few = TrainConfig(tokens=4 * 4 * 16, batch_size=4, late_fraction=0.1)  # 4 steps: 0 late
+    with pytest.raises(UserError, match=re.escape("gives 0 late steps")):
+        plan_phases(few, ["pretrain", "late"], 16)
 
 
 @pytest.mark.parametrize("kind", ["wsd", "cosine"])

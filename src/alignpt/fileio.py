@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from importlib import metadata
@@ -65,6 +66,16 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create ``directory`` and prove it is writable, or raise one clear line."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UserError(f"{directory}: output directory is not writable ({exc.strerror})") from None
 
 
 def write_json_atomic(path: str | Path, value: Any) -> None:

@@ -37,6 +37,7 @@ from alignpt.fileio import (
     MANIFEST,
     atomic_path,
     build_manifest,
+    ensure_writable,
     manifest_content_hash,
     read_manifest,
     sha256_file,
@@ -250,6 +251,7 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
     """Build (or reuse) the tokenizer, the shards and every condition's phase plans."""
     started = time.monotonic()
     mix_dir = config.run_dir / "mix"
+    ensure_writable(mix_dir)
     console = Console(stderr=True) if progress else None
     settings = mix_settings(config)
     settings_hash = sha256_json(settings)

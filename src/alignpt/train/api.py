@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from alignpt.config import ExperimentConfig
 from alignpt.errors import UserError
-from alignpt.fileio import read_manifest, sha256_file, sha256_json
+from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
 from alignpt.train.checkpoint import PROVENANCE
 from alignpt.train.distributed import barrier, broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
@@ -39,17 +39,6 @@ def train_hash(config: ExperimentConfig) -> str:
     return sha256_json({"model": config.model.model_dump(mode="json"), "train": train})
 
 
-def ensure_writable(directory: Path) -> None:
-    """Create ``directory`` and prove it is writable, or raise one clear line."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".alignpt-write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"{directory}: output directory is not writable ({exc.strerror})") from None
-
-
 def _check_tokenizer(mix_dir: Path, manifest: dict) -> None:
     tokenizer_json = mix_dir / "tokenizer" / "tokenizer.json"
     if not tokenizer_json.is_file():
@@ -71,7 +60,7 @@ def _previous_run(out: Path, identity: dict, *, resume: bool, force: bool) -> Pa
         keys = ("condition", "preset", "seed", "mix_manifest_hash", "train_hash")
         if all(done.get(k) == identity[k] for k in keys):
             return out / FINAL
-    busy = out.is_dir() and any(p.name != ".alignpt-write-probe" for p in out.iterdir())
+    busy = out.is_dir() and any(out.iterdir())
     if busy and force:
         shutil.rmtree(out)
     elif busy and not resume:

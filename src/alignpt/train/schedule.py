@@ -44,6 +44,11 @@ def plan_phases(train: TrainConfig, phases: list[str], seq_len: int) -> list[Pha
     plan: list[PhasePlan] = []
     late_steps = round(pretrain_steps * train.late_fraction) if "late" in phases else 0
     late_steps = min(late_steps, pretrain_steps - 1)
+    if "late" in phases and late_steps == 0:  # the condition's late documents would go unread
+        raise UserError(
+            f"train.late_fraction: {train.late_fraction} of {pretrain_steps} pretraining steps "
+            "gives 0 late steps; raise train.tokens or train.late_fraction"
+        )
     plan.append(PhasePlan("pretrain", pretrain_steps - late_steps))
     if late_steps:
         plan.append(PhasePlan("late", late_steps))
