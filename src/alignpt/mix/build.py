@@ -106,14 +106,8 @@ def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[s
                 raise UserError(f"sources.{name}.path: {path}: no such file or directory")
             paths[name] = path
             continue
-        try:  # the generate stage, imported only when a source needs it
-            from alignpt.generate import write_documents_dir
-            from alignpt.worlds import load_world
-        except ImportError as exc:
-            raise UserError(
-                f"sources.{name}.generate: document generation is unavailable ({exc}); "
-                "use a 'path:' source"
-            ) from None
+        from alignpt.generate import write_documents_dir  # only when a source needs it
+        from alignpt.worlds import load_world
 
         out = config.run_dir / "sources" / name
         if console:

@@ -15,19 +15,14 @@ import numpy as np
 
 from alignpt.documents import read_documents
 from alignpt.errors import UserError
+from alignpt.modes import MODE_TAGS
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-# Used only until ``alignpt.modes`` (owned by the generate area) is importable.
-_FALLBACK_MODE_TAGS = ["<human>", "</human>", "<ai>", "</ai>"]
 
 
 def mode_tags() -> list[str]:
     """The mode-tag strings (``alignpt.modes.MODE_TAGS``)."""
-    try:
-        from alignpt.modes import MODE_TAGS
-    except ImportError:
-        return list(_FALLBACK_MODE_TAGS)
     return list(MODE_TAGS)
 
 

@@ -57,7 +57,6 @@ class RunSpec:
     seq_len: int
     plan: list[PhasePlan]
     identity: dict[str, Any]  # condition, preset, seed, mix_manifest_hash, train_hash, world_size
-    parent_model: str | None = None
     progress: bool = True
     extra_provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -174,7 +173,6 @@ class Trainer:
         self.flops_per_token = flops_per_token(model.config, spec.seq_len)
         self.peak = peak_flops(ctx.device, self.train.peak_flops)
         self.writer: SummaryWriter | None = None
-        self.last_rates: dict[str, float | None] = {"tokens_per_s": None, "mfu": None}
 
     # ----------------------------------------------------------------------------- steps
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -285,7 +283,6 @@ class Trainer:
         now = time.perf_counter()
         tokens_per_s = len(losses) * self.tokens_per_step / max(now - since, 1e-9)
         utilisation = mfu(tokens_per_s / self.ctx.world_size, self.flops_per_token, self.peak)
-        self.last_rates = {"tokens_per_s": tokens_per_s, "mfu": utilisation}
         if self.ctx.is_main:
             lr = self.scheduler.get_last_lr()[0]
             first = pos.step - len(stacked) + 1
@@ -340,7 +337,7 @@ class Trainer:
             "mix_manifest_hash": ident["mix_manifest_hash"],
             "tokens_seen": pos.tokens_seen,
             "phase": phase,
-            "parent_model": self.spec.parent_model,
+            "parent_model": None,  # pretrained from scratch
             "preset": ident["preset"],
             "seed": ident["seed"],
             "step": pos.step,
