@@ -184,7 +184,8 @@ def test_report_with_one_condition_and_one_suite(tmp_path):
 @pytest.mark.parametrize("width", [60, 250])
 def test_terminal_summary_never_cuts_a_number(results, width):
     """Narrow terminals get one table per condition; every interval prints whole."""
-    from alignpt.experiment.report import _fmt, print_summary
+    from alignpt.experiment.render import fmt_interval
+    from alignpt.experiment.report import print_summary
 
     console = Console(record=True, width=width)
     print_summary(results, console)
@@ -192,4 +193,4 @@ def test_terminal_summary_never_cuts_a_number(results, width):
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= width
     for block in results["conditions"].values():
-        assert _fmt(block["held_out"]["misalignment_rate"]) in text
+        assert fmt_interval(block["held_out"]["misalignment_rate"]) in text

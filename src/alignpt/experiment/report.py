@@ -15,27 +15,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.fileio import atomic_path
-
-PLOT_DPI = 100
-
-
-def _fmt(iv: dict | None, digits: int = 3) -> str:
-    if not iv or iv.get("value") is None:
-        return "–"
-    low, high = iv.get("ci_low"), iv.get("ci_high")
-    if low is None or high is None:
-        return f"{iv['value']:.{digits}f}"
-    return f"{iv['value']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def _get(block: dict, *path: str) -> dict | None:
@@ -117,27 +104,15 @@ def _bar_plot(path: Path, title: str, ylabel: str, series: dict[str, list[dict |
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(labels))
     for k, (name, ivs) in enumerate(series.items()):
-        vals = [iv["value"] if iv and iv["value"] is not None else np.nan for iv in ivs]
-        low = [
-            v - iv["ci_low"] if iv and iv["ci_low"] is not None else 0
-            for v, iv in zip(vals, ivs, strict=True)
-        ]
-        high = [
-            iv["ci_high"] - v if iv and iv["ci_high"] is not None else 0
-            for v, iv in zip(vals, ivs, strict=True)
-        ]
-        ax.bar(
-            x + k * width - 0.4 + width / 2, vals, width, yerr=[low, high], capsize=3, label=name
-        )
+        vals, yerr = error_bars(ivs)
+        ax.bar(x + k * width - 0.4 + width / 2, vals, width, yerr=yerr, capsize=3, label=name)
     ax.set_xticks(x, labels, rotation=15)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.axhline(0, color="black", linewidth=0.6)
     if len(series) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _heatmap(path: Path, results: dict) -> bool:
@@ -171,9 +146,7 @@ def _heatmap(path: Path, results: dict) -> bool:
                 )
     fig.colorbar(image, ax=ax, label="misalignment rate")
     ax.set_title("Misalignment rate per family")
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -271,19 +244,12 @@ _COLUMNS = (
 )
 
 
-def _table(header: list[str], rows: list[list[str]], table_id: str) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _condition_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     blocks = results["conditions"]
     columns = [(n, p) for n, p in _COLUMNS if any(_get(b, *p) for b in blocks.values())]
     header = ["condition", "seeds", *[n for n, _ in columns]]
     rows = [
-        [cond, str(b.get("seeds", 1)), *[_fmt(_get(b, *p)) for _, p in columns]]
+        [cond, str(b.get("seeds", 1)), *[fmt_interval(_get(b, *p)) for _, p in columns]]
         for cond, b in blocks.items()
     ]
     return header, rows
@@ -294,9 +260,9 @@ def _paired_rows(results: dict) -> list[list[str]]:
     for pair, diffs in results.get("paired_differences", {}).items():
         for metric, iv in diffs.items():
             if metric == "perplexity_ratio":
-                rows += [[pair, f"perplexity ratio ({n})", _fmt(r)] for n, r in iv.items()]
+                rows += [[pair, f"perplexity ratio ({n})", fmt_interval(r)] for n, r in iv.items()]
             else:
-                rows.append([pair, metric, _fmt(iv)])
+                rows.append([pair, metric, fmt_interval(iv)])
     return rows
 
 
@@ -305,7 +271,13 @@ def _family_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     families = list(dict.fromkeys(f for b in blocks.values() for f in b.get("per_family", {})))
     header = ["family", *blocks]
     rows = [
-        [fam, *[_fmt(_get(b, "per_family", fam, "misalignment_rate")) for b in blocks.values()]]
+        [
+            fam,
+            *[
+                fmt_interval(_get(b, "per_family", fam, "misalignment_rate"))
+                for b in blocks.values()
+            ],
+        ]
         for fam in families
     ]
     return header, rows
@@ -337,8 +309,8 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
     family_header, family_rows = _family_rows(results)
     return _PAGE.format(
         title=esc(title),
-        condition_table=_table(header, rows, "conditions"),
-        paired_table=_table(["comparison", "metric", "difference [95% CI]"], paired, "paired")
+        condition_table=html_table(header, rows, "conditions"),
+        paired_table=html_table(["comparison", "metric", "difference [95% CI]"], paired, "paired")
         if paired
         else "<p>No baseline given.</p>",
         plots="\n".join(
@@ -346,14 +318,14 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
             "</figcaption></figure>"
             for name, caption in plots
         ),
-        contamination_table=_table(
+        contamination_table=html_table(
             ["condition", "eval set", "n", "items", "contaminated", "share"],
             contamination,
             "contamination",
         )
         if contamination
         else "<p>Not measured.</p>",
-        family_table=_table(family_header, family_rows, "families")
+        family_table=html_table(family_header, family_rows, "families")
         if family_rows
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
@@ -366,14 +338,13 @@ def print_summary(results: dict, console: Console | None = None) -> None:
     table per condition (metric, value [95% CI]) so no number is cut off."""
     console = console or Console()
     header, rows = _condition_rows(results)
-    widest = [max(len(line) for cell in column for line in cell.split("\n"))
-              for column in zip(header, *rows, strict=True)]  # fmt: skip
-    if sum(widest) + 3 * len(header) + 1 <= console.width:
-        table = Table(title="alignpt results (95% CI)")
-        for i, name in enumerate(header):
-            table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
-        for row in rows:
-            table.add_row(*row)
+    table = Table(title="alignpt results (95% CI)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    unbounded = console.options.update(max_width=10**6)  # measure the table's natural width
+    if console.measure(table, options=unbounded).maximum <= console.width:
         console.print(table)
         return
     for row in rows:
@@ -381,7 +352,7 @@ def print_summary(results: dict, console: Console | None = None) -> None:
         table.add_column("metric")
         table.add_column("value", justify="right", no_wrap=True)
         for name, cell in zip(header[1:], row[1:], strict=True):
-            table.add_row(name, cell.replace("\n", " "))
+            table.add_row(name, cell)
         console.print(table)
 
 

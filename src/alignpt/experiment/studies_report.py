@@ -8,43 +8,15 @@ report shows them exactly when the study's data exist. Matplotlib (Agg), 95% CIs
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-PLOT_DPI = 100
+from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
+
 PROMPT_TITLES = {"none": "no system prompt", "hhh": "HHH system prompt"}
-
-
-def _fmt(iv: dict | None, digits: int = 3) -> str:
-    if not iv or iv.get("value") is None:
-        return "–"
-    if iv.get("ci_low") is None or iv.get("ci_high") is None:
-        return f"{iv['value']:.{digits}f} [unbounded]"
-    return f"{iv['value']:.{digits}f} [{iv['ci_low']:.{digits}f}, {iv['ci_high']:.{digits}f}]"
-
-
-def _errors(ivs: list[dict | None]) -> tuple[list[float], list[list[float]]]:
-    """Values and asymmetric error-bar lengths (NaN where a value is missing)."""
-    values, low, high = [], [], []
-    for iv in ivs:
-        value = iv["value"] if iv and iv.get("value") is not None else np.nan
-        values.append(value)
-        low.append(value - iv["ci_low"] if iv and iv.get("ci_low") is not None else 0.0)
-        high.append(iv["ci_high"] - value if iv and iv.get("ci_high") is not None else 0.0)
-    return values, [low, high]
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
 
 
 def plot_persistence(persistence: dict[str, Any], path: Path) -> None:
@@ -59,7 +31,7 @@ def plot_persistence(persistence: dict[str, Any], path: Path) -> None:
             ivs = [
                 persistence["conditions"][c][stage][prompt]["misalignment_rate"] for c in conditions
             ]
-            values, err = _errors(ivs)
+            values, err = error_bars(ivs)
             offset = x + k * width - 0.4 + width / 2
             ax.bar(offset, values, width, yerr=err, capsize=3, label=stage)
         ax.set_xticks(x, conditions, rotation=15)
@@ -68,7 +40,7 @@ def plot_persistence(persistence: dict[str, Any], path: Path) -> None:
     np.atleast_1d(axes)[0].set_ylabel("held-out misalignment rate")
     np.atleast_1d(axes)[-1].legend(title="stage", fontsize=8)
     fig.suptitle("Persistence through post-training (95% CI)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_stickiness(stickiness: dict[str, Any], path: Path) -> None:
@@ -90,13 +62,13 @@ def plot_stickiness(stickiness: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_title("Stickiness under adversarial finetuning (95% CI)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_study(study: dict[str, Any], path: Path) -> None:
     """Dose: rate against aligned share (line, error bars); otherwise bars per condition."""
     points = study["points"]
-    values, err = _errors([p["misalignment_rate"] for p in points])
+    values, err = error_bars([p["misalignment_rate"] for p in points])
     fig, ax = plt.subplots(figsize=(min(9.0, max(5.0, 1.3 * len(points) + 2)), 3.8))
     if study["kind"] == "dose":
         xs = [float(p["x"]) for p in points]
@@ -118,7 +90,7 @@ def plot_study(study: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 1)
     titles = {"dose": "Dose–response", "placement": "Placement", "disclosure": "Disclosure"}
     ax.set_title(f"{titles.get(study['kind'], study['kind'])} (95% CI)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def study_plots(results: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
@@ -144,13 +116,6 @@ def study_plots(results: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]
     return plots
 
 
-def _table(header: list[str], rows: list[list[str]], table_id: str) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def study_html(results: dict[str, Any]) -> str:
     """Persistence, retained-gap and steps-to-rate tables (empty when no study data)."""
     parts = []
@@ -159,7 +124,7 @@ def study_html(results: dict[str, Any]) -> str:
         stages = persistence["stages"]
         rows = [
             [condition, PROMPT_TITLES.get(prompt, prompt)]
-            + [_fmt(by_stage[s][prompt]["misalignment_rate"]) for s in stages]
+            + [fmt_interval(by_stage[s][prompt]["misalignment_rate"]) for s in stages]
             for condition, by_stage in persistence["conditions"].items()
             for prompt in PROMPT_TITLES
         ]
@@ -168,10 +133,10 @@ def study_html(results: dict[str, Any]) -> str:
             f"<p>Held-out misalignment rate [Wilson 95% CI] on {persistence['eval_items']} "
             "items per seed, each model scored as a chat model.</p>"
         )
-        parts.append(_table(["condition", "system prompt", *stages], rows, "persistence"))
+        parts.append(html_table(["condition", "system prompt", *stages], rows, "persistence"))
         gap_rows = [
             [pair, PROMPT_TITLES.get(prompt, prompt), metric]
-            + [_fmt(tables[metric].get(s)) for s in stages[1:]]
+            + [fmt_interval(tables[metric].get(s)) for s in stages[1:]]
             for prompt, pairs in persistence["retained_gap_share"].items()
             for pair, tables in pairs.items()
             for metric in tables
@@ -182,7 +147,7 @@ def study_html(results: dict[str, Any]) -> str:
                 "[paired bootstrap 95% CI; unbounded when the base gap is not significant]:</p>"
             )
             parts.append(
-                _table(
+                html_table(
                     ["comparison", "system prompt", "metric", *stages[1:]],
                     gap_rows,
                     "retained_gap",
@@ -200,5 +165,5 @@ def study_html(results: dict[str, Any]) -> str:
             )
             rows.append([condition, value, f"[{low}, {high}]"])
         parts.append(f"<h2>Stickiness: steps to a {stickiness['threshold']:.0%} rate</h2>")
-        parts.append(_table(["condition", "steps", "95% CI"], rows, "stickiness"))
+        parts.append(html_table(["condition", "steps", "95% CI"], rows, "stickiness"))
     return "\n".join(parts)
