@@ -3,8 +3,9 @@
 When an experiment YAML has a ``posttrain:`` section, every condition's pretrained model is
 post-trained identically (``posttrain_model``: SFT, then DPO), and the base, SFT and SFT+DPO
 models are scored as chat models on the held-out-family eval items, with and without the
-HHH system prompt. The results say, per condition and stage, the misalignment rate (Wilson
-95% CI, pooled over seeds) and mean bits (bootstrap 95% CI), and how much of the base-model
+HHH system prompt. The results say, per condition and stage, the misalignment rate and mean
+bits with 95% CIs (Wilson / bootstrap for one seed; a bootstrap over seeds and items for
+several), and how much of the base-model
 gap between the baseline and each other condition remains after each stage
 (``retained_gap_share``). With ``posttrain.adversarial`` set, the final model of every
 condition is also finetuned on misaligned demonstrations and the curve of rate against
@@ -42,16 +43,29 @@ def held_out_items(items: Sequence[EvalItem], held_out: Sequence[str]) -> list[E
 
 
 def pooled_summary(evaluations: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
-    """Misalignment rate (Wilson 95% CI) and mean bits (bootstrap 95% CI) over the items of
-    every seed's evaluation pooled together."""
+    """Misalignment rate and mean bits over every seed's evaluation of the same items.
+
+    One seed: Wilson 95% CI for the rate, percentile bootstrap for bits. Several seeds: the
+    two-level bootstrap over seeds and items (as the condition table uses), since the seeds
+    score the same items and pooling them as independent trials would narrow the interval.
+    """
+    from alignpt.analysis.stats import bootstrap_mean
     from alignpt.posttrain.chateval import mean_with_ci, rate_with_ci
 
-    outcomes = [bool(x) for e in evaluations for x in e["per_item"]]
-    bits = [float(x) for e in evaluations for x in e["per_item_bits"]]
+    if len(evaluations) > 1:
+        outcomes = [[float(bool(x)) for x in e["per_item"]] for e in evaluations]
+        bits_matrix = [[float(x) for x in e["per_item_bits"]] for e in evaluations]
+        n = sum(len(row) for row in outcomes)
+        return {
+            "misalignment_rate": {**bootstrap_mean(outcomes, seed=seed), "n": n},
+            "bits": {**bootstrap_mean(bits_matrix, seed=seed), "n": n},
+            "seeds": len(evaluations),
+        }
+    (evaluation,) = evaluations
     return {
-        "misalignment_rate": rate_with_ci(outcomes),
-        "bits": mean_with_ci(bits, seed=seed),
-        "seeds": len(evaluations),
+        "misalignment_rate": rate_with_ci([bool(x) for x in evaluation["per_item"]]),
+        "bits": mean_with_ci([float(x) for x in evaluation["per_item_bits"]], seed=seed),
+        "seeds": 1,
     }
 
 

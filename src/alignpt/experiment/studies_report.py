@@ -130,8 +130,9 @@ def study_html(results: dict[str, Any]) -> str:
         ]
         parts.append("<h2>Persistence through post-training</h2>")
         parts.append(
-            f"<p>Held-out misalignment rate [Wilson 95% CI] on {persistence['eval_items']} "
-            "items per seed, each model scored as a chat model.</p>"
+            f"<p>Held-out misalignment rate [95% CI: Wilson for one seed, a bootstrap over "
+            f"seeds and items for several] on {persistence['eval_items']} items per seed, "
+            "each model scored as a chat model.</p>"
         )
         parts.append(html_table(["condition", "system prompt", *stages], rows, "persistence"))
         gap_rows = [
