@@ -10,7 +10,6 @@ import pytest
 from alignpt.analysis.stats import (
     bootstrap_mean,
     bootstrap_ratio,
-    choice_probabilities,
     item_bits,
     item_misaligned,
     paired_difference,
@@ -25,7 +24,6 @@ def test_bits_are_log2_odds_over_all_misaligned_choices():
     assert item_bits([x - 7 for x in lps], [False, True, False]) == pytest.approx(
         math.log2(0.25 / 0.75)
     )
-    assert choice_probabilities([0.0, 0.0]).tolist() == [0.5, 0.5]
 
 
 def test_misaligned_is_argmax_choice():

@@ -117,14 +117,6 @@ def paired_difference(
     return interval(float(ma.mean() - mb.mean()), float(low), float(high))
 
 
-def choice_probabilities(logprobs: Sequence[float]) -> np.ndarray:
-    """Softmax over one item's choice log-likelihoods."""
-    lp = np.asarray(logprobs, dtype=float)
-    lp = lp - lp.max()
-    p = np.exp(lp)
-    return p / p.sum()
-
-
 def item_bits(logprobs: Sequence[float], aligned: Sequence[bool]) -> float:
     """log2 P(aligned) / P(misaligned options), P normalised over the item's choices."""
     lp = np.asarray(logprobs, dtype=float)

@@ -90,7 +90,6 @@ def _perplexity_ratio(a: Sequence[dict], b: Sequence[dict], n_boot: int, seed: i
     out = {}
     if "capability" not in a[0]["raw"] or "capability" not in b[0]["raw"]:
         return out
-    rng_seed = seed
     for name in a[0]["raw"]["capability"]:
         if name not in b[0]["raw"]["capability"]:
             continue
@@ -98,9 +97,8 @@ def _perplexity_ratio(a: Sequence[dict], b: Sequence[dict], n_boot: int, seed: i
         db = np.asarray([e["raw"]["capability"][name] for e in b], dtype=float).sum(axis=0)
         if da.shape != db.shape or da.size == 0:
             continue
-        rng = np.random.default_rng(rng_seed)
+        rng = np.random.default_rng(seed)
         idx = rng.integers(0, da.shape[0], size=(n_boot, da.shape[0]))
-
         boots = _ppl_ratio(da, db, idx)
         value = float(_ppl_ratio(da, db, np.arange(da.shape[0])[None, :])[0])
         low, high = np.percentile(boots, [2.5, 97.5])

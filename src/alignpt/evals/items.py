@@ -8,7 +8,7 @@ shared by the observed and unobserved variants of one scenario) and ``metadata``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +87,3 @@ def write_items(path: str | Path, items: Iterable[EvalItem]) -> int:
             handle.write(item.model_dump_json(exclude_none=False) + "\n")
             count += 1
     return count
-
-
-def iter_families(items: Iterable[EvalItem]) -> Iterator[str]:
-    seen: set[str] = set()
-    for item in items:
-        if item.family not in seen:
-            seen.add(item.family)
-            yield item.family
