@@ -337,6 +337,11 @@ class ExperimentConfig(Strict):
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
+    @property
+    def baseline(self) -> str:
+        """The condition others are compared with: ``evals.baseline``, else the first one."""
+        return self.evals.baseline or next(iter(self.conditions))
+
 
 def format_validation_error(where: str, error: ValidationError) -> list[str]:
     """One line per pydantic problem: ``where: dotted.field.path: message``."""

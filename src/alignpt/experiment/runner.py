@@ -269,7 +269,7 @@ class ExperimentRunner:
         from alignpt.experiment.report import write_report
         from alignpt.experiment.studies import study_section
 
-        baseline = self.config.evals.baseline or next(iter(self.config.conditions))
+        baseline = self.config.baseline
         provenance = {
             "experiment": self.config.name,
             # runs_dir says where, not what: the same experiment elsewhere has the same hash.

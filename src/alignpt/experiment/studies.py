@@ -129,7 +129,7 @@ def run_persistence(
                     by_stage = evaluations.setdefault(condition, {}).setdefault(stage, {})
                     by_stage.setdefault(name, []).append(result)
             say("persistence", f"{condition} {seed_name}: evaluated {len(held)} held-out items")
-    baseline = config.evals.baseline or next(iter(config.conditions))
+    baseline = config.baseline
     persistence: dict[str, Any] = {
         "stages": stages,
         "prompts": prompts,
