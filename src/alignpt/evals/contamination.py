@@ -44,14 +44,23 @@ def measure_overlap(
 
     ``corpus`` yields training document texts (streamed once for all eval sets).
     """
+    hits = overlap_hits(corpus, eval_sets, n=n, progress=progress)
+    return overlap_report(hits, eval_sets, n=n, max_ids=max_ids)
+
+
+def overlap_hits(
+    corpus: Iterable[str],
+    eval_sets: Mapping[str, Sequence[EvalItem]],
+    *,
+    n: int = 8,
+    progress: bool = True,
+) -> set[tuple[str, int]]:
+    """``(eval set, item index)`` of every item sharing a word ``n``-gram with ``corpus``;
+    hits of several corpora combine by set union."""
     owners: dict[int, set[tuple[str, int]]] = {}
-    too_short: dict[str, int] = {name: 0 for name in eval_sets}
     for name, items in eval_sets.items():
         for index, item in enumerate(items):
-            grams = ngram_hashes(item_text(item), n)
-            if not grams:
-                too_short[name] += 1
-            for gram in grams:
+            for gram in ngram_hashes(item_text(item), n):
                 owners.setdefault(gram, set()).add((name, index))
     hit: set[tuple[str, int]] = set()
     with Progress(disable=not progress, transient=True) as bar:
@@ -63,15 +72,26 @@ def measure_overlap(
                 if found:
                     hit |= found
             bar.advance(task)
+    return hit
+
+
+def overlap_report(
+    hits: set[tuple[str, int]],
+    eval_sets: Mapping[str, Sequence[EvalItem]],
+    *,
+    n: int = 8,
+    max_ids: int = 20,
+) -> dict[str, dict]:
+    """The per-set report of ``measure_overlap`` from ``overlap_hits``."""
     report: dict[str, dict] = {}
     for name, items in eval_sets.items():
-        indices = sorted(i for set_name, i in hit if set_name == name)
+        indices = sorted(i for set_name, i in hits if set_name == name)
         report[name] = {
             "n": n,
             "items": len(items),
             "contaminated": len(indices),
             "share": len(indices) / len(items) if items else 0.0,
-            "items_shorter_than_n": too_short[name],
+            "items_shorter_than_n": sum(not ngram_hashes(item_text(i), n) for i in items),
             "contaminated_ids": [items[i].id for i in indices[:max_ids]],
         }
     return report

@@ -9,7 +9,7 @@ newest checkpoint).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,18 +210,31 @@ class ExperimentRunner:
                 results.setdefault(condition, []).append(result)
         return results
 
-    def _condition_corpus(self, condition: str) -> Iterator[str]:
-        """Texts of every document a condition's model could have trained on."""
+    def _overlap_by_condition(self, sets: dict[str, list[EvalItem]], n: int) -> dict[str, dict]:
+        """Each source is read once; a condition's hits are the union of its sources' hits
+        (every document of a source counts: a condition's filters are not applied)."""
+        from alignpt.evals.contamination import overlap_hits, overlap_report
         from alignpt.mix.build import resolve_sources
 
         paths = resolve_sources(self.config, None)
-        for source in self.config.conditions[condition].sources:
-            for doc in read_documents(paths[source]):
-                yield doc.text
+        used = dict.fromkeys(s for c in self.config.conditions.values() for s in c.sources)
+        hits = {
+            source: overlap_hits(
+                (doc.text for doc in read_documents(paths[source])),
+                sets,
+                n=n,
+                progress=self.progress,
+            )
+            for source in used
+        }
+        return {
+            condition: overlap_report(set().union(*(hits[s] for s in spec.sources)), sets, n=n)
+            for condition, spec in self.config.conditions.items()
+        }
 
     def stage_contamination(self, mix_dir: Path, items: list[EvalItem]) -> dict[str, dict]:
         """n-gram overlap between each condition's training documents and each eval set."""
-        from alignpt.evals.contamination import eval_sets_by_split, measure_overlap
+        from alignpt.evals.contamination import eval_sets_by_split
 
         n = self.config.evals.contamination_n
         out = self.run_dir / "contamination"
@@ -236,12 +249,7 @@ class ExperimentRunner:
             out,
             "contamination",
             config,
-            lambda: {
-                condition: measure_overlap(
-                    self._condition_corpus(condition), sets, n=n, progress=self.progress
-                )
-                for condition in self.config.conditions
-            },
+            lambda: self._overlap_by_condition(sets, n),
         )
         for condition, sets_report in report.items():
             shares = ", ".join(f"{k} {v['share']:.1%}" for k, v in sets_report.items())
