@@ -145,7 +145,7 @@ class ExperimentRunner:
         self._say("mix", f"{'reused' if result.skipped else 'built'} {result.dir}")
         return result
 
-    def stage_train(self) -> dict[str, list[Path]]:
+    def stage_train(self, mix: Any) -> dict[str, list[Path]]:
         from alignpt.train import train_condition
 
         models: dict[str, list[Path]] = {}
@@ -153,7 +153,7 @@ class ExperimentRunner:
             for seed in self.config.train.seeds:
                 self._say("train", f"{condition} seed {seed}")
                 path = train_condition(
-                    self.config, condition, seed=seed, resume=True, progress=self.progress
+                    self.config, condition, seed=seed, resume=True, progress=self.progress, mix=mix
                 )
                 models.setdefault(condition, []).append(Path(path))
         return models
@@ -317,7 +317,7 @@ class ExperimentRunner:
         items = self.stage_eval_items()
         texts = self.stage_heldout_texts() if "capability" in self.config.evals.suites else {}
         mix = self.stage_mix()
-        models = self.stage_train()
+        models = self.stage_train(mix)
         evaluations = self.stage_evaluate(models, items, texts)
         contamination = self.stage_contamination(mix.dir, items)
         extra = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import AutoTokenizer
 
@@ -11,11 +12,14 @@ from alignpt.config import ExperimentConfig
 from alignpt.errors import UserError
 from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
 from alignpt.train.checkpoint import PROVENANCE
-from alignpt.train.distributed import barrier, broadcast_from_main, setup_distributed
+from alignpt.train.distributed import broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
 from alignpt.train.schedule import micro_batch_size, plan_phases
 from alignpt.train.validation import validation_windows
+
+if TYPE_CHECKING:
+    from alignpt.mix.build import MixResult
 
 # Train settings that only change logging or bookkeeping, not the trained weights.
 _COSMETIC = (
@@ -81,11 +85,13 @@ def train_condition(
     force: bool = False,
     progress: bool = True,
     device: str | None = None,
+    mix: MixResult | None = None,
 ) -> Path:
     """Pretrain ``condition`` from random init on its mix; return the final HF model dir.
 
-    Builds (or reuses) the mix, skips if the same finished model exists, resumes from the
-    newest checkpoint with ``resume``. Works alone or under ``torchrun``/``accelerate launch``.
+    Builds (or reuses) the mix unless ``mix`` is given (a caller training several conditions
+    builds it once), skips if the same finished model exists, resumes from the newest
+    checkpoint with ``resume``. Works alone or under ``torchrun``/``accelerate launch``.
     """
     if condition not in config.conditions:
         known = ", ".join(sorted(config.conditions)) or "none"
@@ -104,11 +110,10 @@ def train_condition(
         ensure_writable(out)
     from alignpt.mix import TokenWindowLoader, build_mix, condition_phases, manifest_sha256
 
-    if ctx.is_main:
-        mix = build_mix(config, progress=progress)
-    barrier(ctx)
-    if not ctx.is_main:
-        mix = build_mix(config, progress=False)
+    if mix is None:  # rank 0 builds or checks the mix; the others take its result
+        mix = broadcast_from_main(
+            build_mix(config, progress=progress) if ctx.is_main else None, ctx
+        )
     manifest = read_manifest(mix.dir) or {}
     _check_tokenizer(mix.dir, manifest)
     tokenizer = AutoTokenizer.from_pretrained(mix.tokenizer_dir)
