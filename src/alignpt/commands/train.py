@@ -25,6 +25,7 @@ def train_command(
 ) -> None:
     """Pretrain CONDITION's model; works alone, under torchrun and under accelerate launch."""
     from alignpt.train import train_condition  # torch is imported only when training
+    from alignpt.train.distributed import teardown_distributed
 
     experiment = load_experiment(config)
     seeds = seed or experiment.train.seeds
@@ -32,18 +33,21 @@ def train_command(
         out_dirs = [out / f"seed{s}" for s in seeds]
     else:
         out_dirs = [out] * len(seeds)
-    for one_seed, out_dir in zip(seeds, out_dirs, strict=True):
-        final = train_condition(
-            experiment,
-            condition,
-            seed=one_seed,
-            resume=resume,
-            out_dir=out_dir,
-            force=force,
-            progress=progress,
-            device=device,
-        )
-        typer.echo(f"{condition} seed {one_seed}: {final}")
+    try:
+        for one_seed, out_dir in zip(seeds, out_dirs, strict=True):
+            final = train_condition(
+                experiment,
+                condition,
+                seed=one_seed,
+                resume=resume,
+                out_dir=out_dir,
+                force=force,
+                progress=progress,
+                device=device,
+            )
+            typer.echo(f"{condition} seed {one_seed}: {final}")
+    finally:  # leave the process group (torchrun / accelerate launch), if one was joined
+        teardown_distributed()
 
 
 def register(app: typer.Typer) -> None:

@@ -160,11 +160,11 @@ class Shard:
     def doc_ends(self) -> np.ndarray:
         return np.fromfile(self.dir / f"{TOKENS_FILE}.index", dtype="<u8").astype(np.int64)
 
-    @property
+    @cached_property
     def doc_starts(self) -> np.ndarray:
         return np.concatenate([[0], self.doc_ends[:-1]]).astype(np.int64)
 
-    @property
+    @cached_property
     def doc_lengths(self) -> np.ndarray:
         return np.diff(self.doc_ends, prepend=0)
 
