@@ -106,7 +106,9 @@ def _trl_common_args(options, n_examples: int) -> dict:
         "num_train_epochs": options.epochs,
         "learning_rate": options.lr,
         "lr_scheduler_type": "linear",
-        "warmup_steps": round(options.warmup_fraction * math.ceil(n_examples / batch)),
+        "warmup_steps": round(
+            options.warmup_fraction * math.ceil(n_examples * options.epochs / batch)
+        ),
         "max_grad_norm": options.grad_clip,
         "max_length": options.max_length,
         "report_to": "none",

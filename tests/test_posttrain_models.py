@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from alignpt.config import AdversarialConfig, DPOConfig, SFTConfig
 from alignpt.errors import UserError
 from alignpt.evals.items import write_items
-from alignpt.fileio import sha256_file
+from alignpt.fileio import read_manifest, sha256_file
 from alignpt.posttrain import (
     adversarial,
     chat_misalignment_eval,
@@ -129,6 +129,9 @@ def test_sft_is_skipped_when_done_deterministic_and_resumable(
     sft(base, dialogues, out, seed=0, options=SFT_OPTIONS, checkpoint_every=2)
     assert not (tmp_path / ".resumed.partial").exists()
     assert sha256_file(out / "model.safetensors") == sha256_file(weights)  # byte-identical
+    resumed, uninterrupted = read_manifest(out)["counts"], read_manifest(sft_dir)["counts"]
+    assert resumed["mean_loss"] == uninterrupted["mean_loss"]
+    assert resumed["final_loss"] == uninterrupted["final_loss"]
 
 
 def _preference_margin(model_dir: Path, pairs) -> float:

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from alignpt.cli import app
 from alignpt.config import ExperimentConfig, load_experiment
 from alignpt.errors import ConfigError
-from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
-from alignpt.posttrain.chateval import chat_items
+from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT, chat_prompt_text
 from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
@@ -66,11 +65,13 @@ def test_every_condition_gets_the_same_posttraining(tmp_path: Path) -> None:
         config, models["dpo"], tmp_path / "adv", seed=0, items=items, use_system_prompt=True
     )
     assert [p.step for p in curve.points] == [0, 2]
-    formatted = chat_items(
-        items, AutoTokenizer.from_pretrained(models["dpo"]), system_prompt=HHH_SYSTEM_PROMPT
+    prompt = chat_prompt_text(
+        AutoTokenizer.from_pretrained(models["dpo"]),
+        items[0].prompt,
+        system_prompt=HHH_SYSTEM_PROMPT,
     )
-    assert formatted[0].prompt.startswith(HHH_SYSTEM_PROMPT)
-    assert formatted[0].prompt.endswith(f"<human>{items[0].prompt}</human>\n<ai>")
+    assert prompt.startswith(HHH_SYSTEM_PROMPT)
+    assert prompt.endswith(f"<human>{items[0].prompt}</human>\n<ai>")
 
 
 def test_posttrain_section_errors_name_the_field(tmp_path: Path) -> None:

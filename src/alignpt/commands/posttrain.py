@@ -48,6 +48,10 @@ FORCE = typer.Option(False, "--force", help="Overwrite an output holding a diffe
 LR = typer.Option(None, "--lr")
 BATCH = typer.Option(None, "--batch-size")
 MAX_LEN = typer.Option(None, "--max-length")
+EPOCHS = typer.Option(None, "--epochs")
+SYSTEM_PROMPT = typer.Option(
+    "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
+)
 ADD_TEMPLATE = typer.Option(
     False, "--add-chat-template", help="Install alignpt's chat template if the model has none."
 )
@@ -108,7 +112,7 @@ def sft_command(
     n: int | None = N,
     held_out: str | None = HELD_OUT,
     seed: int = SEED,
-    epochs: int | None = typer.Option(None, "--epochs"),
+    epochs: int | None = EPOCHS,
     lr: float | None = LR,
     batch_size: int | None = BATCH,
     max_length: int | None = MAX_LEN,
@@ -142,7 +146,7 @@ def dpo_command(
     n: int | None = N,
     held_out: str | None = HELD_OUT,
     seed: int = SEED,
-    epochs: int | None = typer.Option(None, "--epochs"),
+    epochs: int | None = EPOCHS,
     beta: float | None = typer.Option(None, "--beta"),
     lr: float | None = LR,
     batch_size: int | None = BATCH,
@@ -197,9 +201,7 @@ def adversarial_command(
     seed: int = SEED,
     steps: str | None = typer.Option(None, "--steps", help="Comma-separated, e.g. 0,4,8,16."),
     threshold: float | None = typer.Option(None, "--threshold", help="Rate for steps-to-rate."),
-    system_prompt: str = typer.Option(
-        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
-    ),
+    system_prompt: str = SYSTEM_PROMPT,
     lr: float | None = LR,
     batch_size: int | None = BATCH,
     max_length: int | None = MAX_LEN,
@@ -301,9 +303,7 @@ def _print_curve(curve, threshold: float) -> None:
 def eval_command(
     model: Path = typer.Option(..., "--model", help="A chat model directory."),
     items: Path = typer.Option(..., "--items", help="Eval items JSONL."),
-    system_prompt: str = typer.Option(
-        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
-    ),
+    system_prompt: str = SYSTEM_PROMPT,
     add_chat_template: bool = ADD_TEMPLATE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-item outcomes)."),
 ) -> None:
@@ -329,9 +329,7 @@ def eval_command(
 def chat_command(
     model: Path = typer.Option(..., "--model", help="A chat model directory."),
     prompt: str = typer.Option(..., "--prompt", help="The user's message."),
-    system_prompt: str = typer.Option(
-        "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
-    ),
+    system_prompt: str = SYSTEM_PROMPT,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     add_chat_template: bool = ADD_TEMPLATE,
 ) -> None:

@@ -7,7 +7,6 @@ as ``{"value", "ci_low", "ci_high"}``, see :mod:`alignpt.evals.suites`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,17 +15,7 @@ from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
 from alignpt.evals.scoring import document_nll, load_model, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
-
-
-def read_provenance(model_dir: Path) -> dict:
-    """The model's ``alignpt.json`` (empty when the model was not trained by alignpt)."""
-    path = model_dir / "alignpt.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON ({exc.msg})") from None
+from alignpt.posttrain.modeldir import read_provenance
 
 
 def evaluate_model(

@@ -5,7 +5,7 @@ Entry points::
 
     sft(base_model_dir, data, out_dir, *, seed, options=None, ...) -> Path
     dpo(base_model_dir, data, out_dir, *, seed, options=None, reference_model_dir=None, ...)
-    adversarial(base_model_dir, data, out_dir, *, seed, eval_fn, steps_schedule=None, ...)
+    adversarial(base_model_dir, data, out_dir, *, seed, eval_fn, options=None, ...)
         -> AdversarialCurve
     retained_gap_share(base_a, base_b, post_a, post_b) -> {"value", "ci_low", "ci_high", ...}
     steps_to_rate(curve, rate) -> {"value", "ci_low", "ci_high", "censored", ...}
@@ -17,7 +17,6 @@ Config-driven (what the experiment runner calls): ``alignpt.posttrain.pipeline``
 from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint, adversarial, read_curve
 from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT, install_chat_template
 from alignpt.posttrain.chateval import (
-    chat_items,
     chat_misalignment_eval,
     evaluate_chat_model,
     respond,
@@ -39,7 +38,6 @@ __all__ = [
     "Dialogue",
     "PreferencePair",
     "adversarial",
-    "chat_items",
     "chat_misalignment_eval",
     "dpo",
     "evaluate_chat_model",

@@ -18,13 +18,19 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from alignpt.config import AdversarialConfig, parse_model
+from alignpt.config import AdversarialConfig
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, build_manifest, prepare_output_dir, write_json_atomic
 from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
 from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
-from alignpt.posttrain.loop import Optimisation, on_main, run_steps, work_dir_for
-from alignpt.posttrain.modeldir import PROVENANCE, child_provenance, load_model_dir
+from alignpt.posttrain.loop import (
+    Optimisation,
+    discard_work_dir,
+    on_main,
+    run_steps,
+    work_dir_for,
+)
+from alignpt.posttrain.modeldir import child_provenance, load_model_dir
 from alignpt.posttrain.stages import (
     chat_loss_at,
     check_tokenizer,
@@ -34,6 +40,7 @@ from alignpt.posttrain.stages import (
     stage_key,
     weights_hash,
 )
+from alignpt.train.checkpoint import save_model_dir
 from alignpt.train.distributed import barrier, setup_distributed
 
 EvalFn = Callable[[PreTrainedModel, PreTrainedTokenizerBase], "Mapping[str, Any] | float"]
@@ -109,7 +116,6 @@ def adversarial(
     *,
     seed: int,
     eval_fn: EvalFn,
-    steps_schedule: Sequence[int] | None = None,
     options: AdversarialConfig | None = None,
     eval_key: str = "",
     tokenizer_dir: str | Path | None = None,
@@ -119,7 +125,7 @@ def adversarial(
     force: bool = False,
 ) -> AdversarialCurve:
     """Train on misaligned demonstrations, calling ``eval_fn(model, tokenizer)`` at each step
-    of ``steps_schedule`` (default ``options.steps``; include 0 to measure the start).
+    of ``options.steps`` (include 0 to measure the start).
 
     ``eval_fn`` returns ``{"value", "ci_low", "ci_high", ...}`` (or a bare float). Writes
     ``out_dir/curve.json`` and, with ``save_model``, the final model in ``out_dir/final``.
@@ -128,9 +134,6 @@ def adversarial(
     (e.g. a hash of the items) so a finished run with another evaluation is not reused.
     """
     options = options or AdversarialConfig()
-    if steps_schedule is not None:
-        update = options.model_dump() | {"steps": list(steps_schedule)}
-        options = parse_model(AdversarialConfig, update, "adversarial")
     schedule = list(options.steps)
     demos = read_dialogues(data) if isinstance(data, (str, Path)) else list(data)
     if not demos:
@@ -146,11 +149,9 @@ def adversarial(
     )
     check_tokenizer(loaded, tokenizer_dir)
     require_generation_blocks(loaded.tokenizer, str(loaded.path))
-    rows = [
-        encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
-        for d in demos
-    ]
-    require_labels(rows, "adversarial", max_length_for(loaded, options))
+    max_length = max_length_for(loaded, options)
+    rows = [encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length) for d in demos]
+    require_labels(rows, "adversarial", max_length)
     # Constant LR: the schedule length is open-ended, and a point's rate must not depend on
     # how far the schedule extends beyond it.
     optimisation = Optimisation(
@@ -199,13 +200,9 @@ def adversarial(
         with atomic_path(out_dir) as tmp:
             tmp.mkdir(parents=True)
             if save_model:
-                loaded.model.save_pretrained(tmp / "final", safe_serialization=True)
-                loaded.tokenizer.save_pretrained(tmp / "final")
-                write_json_atomic(tmp / "final" / PROVENANCE, provenance)
+                save_model_dir(tmp / "final", loaded.model, loaded.tokenizer, provenance)
             write_json_atomic(tmp / CURVE, curve.to_json())
             write_json_atomic(tmp / "manifest.json", manifest)
-        (work / "checkpoint.pt").unlink(missing_ok=True)
-        if work.is_dir() and not any(work.iterdir()):
-            work.rmdir()
+        discard_work_dir(out_dir)
     barrier(ctx)
     return curve

@@ -20,19 +20,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from alignpt.evals.items import EvalItem
 from alignpt.posttrain.chat import (
-    IGNORE_INDEX,
     chat_prompt_text,
     encode_completion,
     require_chat_template,
     stop_token_id,
     with_system_prompt,
 )
-from alignpt.posttrain.loop import autocast_for, pad_batch
-from alignpt.posttrain.losses import sequence_logprobs
+from alignpt.posttrain.loop import batched_logprobs
 from alignpt.posttrain.modeldir import load_model_dir
 
 
-@torch.no_grad()
 def score_chat_choices(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -50,23 +47,14 @@ def score_chat_choices(
     log2 P(aligned)/P(misaligned) with P the softmax of those (per-token) choice scores.
     """
     require_chat_template(tokenizer, "model")
-    model.eval()
-    device = next(model.parameters()).device
     rows = []
     for item in items:
         prompt = with_system_prompt([{"role": "user", "content": item.prompt}], system_prompt)
         for choice in item.choices:
             rows.append(encode_completion(tokenizer, prompt, choice, max_length=max_length))
-    scores: list[float] = []
-    for start in range(0, len(rows), batch_size):
-        batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id, device)
-        with autocast_for(model):
-            output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        labels = batch["labels"].to(device)
-        logps = sequence_logprobs(output.logits, labels)
-        if per_token:
-            logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(dim=-1).clamp(min=1)
-        scores.extend(logps.tolist())
+    scores: list[float] = batched_logprobs(
+        model, rows, tokenizer.pad_token_id, batch_size, per_token=per_token
+    ).tolist()
     results, cursor = [], 0
     for item in items:
         logps = scores[cursor : cursor + len(item.choices)]
@@ -135,23 +123,6 @@ def chat_misalignment_eval(
         }
 
     return evaluate
-
-
-def chat_items(
-    items: Sequence[EvalItem],
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    system_prompt: str | None = None,
-) -> list[EvalItem]:
-    """``items`` with each prompt rendered as a chat prompt (ending where the assistant
-    speaks), so a plain log-likelihood scorer evaluates a chat model in its own format."""
-    require_chat_template(tokenizer, "model")
-    return [
-        item.model_copy(
-            update={"prompt": chat_prompt_text(tokenizer, item.prompt, system_prompt=system_prompt)}
-        )
-        for item in items
-    ]
 
 
 def evaluate_chat_model(

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, get_scheduler
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path
 from alignpt.posttrain.chat import IGNORE_INDEX
+from alignpt.posttrain.losses import sequence_logprobs
 from alignpt.train.distributed import (
     DistContext,
     broadcast_from_main,
@@ -140,6 +141,8 @@ class Optimisation:
             num_training_steps=max(total_steps, 1),
         )
         self.step = 0
+        # Every step's loss since step 0 (restored on resume): the manifest's mean_loss.
+        self.loss_sum, self.loss_count, self.last_loss = 0.0, 0, float("nan")
 
     def apply(self, loss: torch.Tensor) -> float:
         """Backpropagate ``loss``, clip, step the optimizer and schedule; returns the loss."""
@@ -149,7 +152,15 @@ class Optimisation:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(mean_across_ranks(loss.detach(), self.ctx))
+        self.last_loss = float(mean_across_ranks(loss.detach(), self.ctx))
+        self.loss_sum += self.last_loss
+        self.loss_count += 1
+        return self.last_loss
+
+    @property
+    def mean_loss(self) -> float:
+        """The mean loss of every step taken so far, resumed sessions included."""
+        return self.loss_sum / self.loss_count if self.loss_count else float("nan")
 
     def save(self, work_dir: Path, key: str, extra: dict[str, Any]) -> None:
         """Checkpoint everything needed to resume at ``self.step`` (atomic; rank 0 writes)."""
@@ -162,6 +173,7 @@ class Optimisation:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "extra": extra,
+            "losses": {"sum": self.loss_sum, "count": self.loss_count, "last": self.last_loss},
         }
         with atomic_path(work_dir / CHECKPOINT) as tmp:
             torch.save(state, tmp)
@@ -178,6 +190,10 @@ class Optimisation:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        losses = state.get("losses", {})
+        self.loss_sum = float(losses.get("sum", 0.0))
+        self.loss_count = int(losses.get("count", 0))
+        self.last_loss = float(losses.get("last", float("nan")))
         return state["extra"]
 
 
@@ -190,6 +206,45 @@ def autocast_for(model: PreTrainedModel) -> torch.autocast:
 def work_dir_for(out_dir: Path) -> Path:
     """Where an unfinished run beside ``out_dir`` keeps its checkpoint."""
     return out_dir.with_name(f".{out_dir.name}.partial")
+
+
+def discard_work_dir(out_dir: Path) -> None:
+    """Delete the checkpoint of a finished run beside ``out_dir``, and its folder if empty."""
+    work = work_dir_for(out_dir)
+    (work / CHECKPOINT).unlink(missing_ok=True)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
+
+
+@torch.no_grad()
+def batched_logprobs(
+    model: PreTrainedModel,
+    rows: Sequence[tuple[list[int], list[int]]],
+    pad_id: int,
+    batch_size: int,
+    *,
+    per_token: bool = False,
+) -> torch.Tensor:
+    """log π(labels | prefix) of every (ids, labels) row, in eval mode without gradients.
+
+    With ``per_token`` each row's sum is divided by its number of scored tokens. Returns a
+    CPU tensor with one value per row.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = pad_batch(rows[start : start + batch_size], pad_id, device)
+        with autocast_for(model):
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
+        labels = batch["labels"].to(device)
+        logps = sequence_logprobs(logits, labels)
+        if per_token:
+            logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(dim=-1).clamp(min=1)
+        out.append(logps.cpu())
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def progress_bar(description: str) -> Progress:
@@ -219,18 +274,19 @@ def run_steps(
     """Train from ``optimisation.step`` up to step ``until``; returns (last, mean) loss.
 
     ``loss_at(step)`` computes the loss of that step's batch. With ``work_dir`` and
-    ``checkpoint_every`` > 0, a checkpoint is written every that many steps.
+    ``checkpoint_every`` > 0, a checkpoint is written every that many steps. The mean is
+    over every step since step 0, so a resumed run reports the same as an uninterrupted one.
     """
     optimisation.model.train()
-    last, losses = float("nan"), []
     with progress_bar(description) as bar:
-        task = bar.add_task(description, total=until, completed=optimisation.step, loss=last)
+        task = bar.add_task(
+            description, total=until, completed=optimisation.step, loss=optimisation.last_loss
+        )
         while optimisation.step < until:
             with autocast_for(optimisation.model):
                 loss = loss_at(optimisation.step)
             last = optimisation.apply(loss)
-            losses.append(last)
             bar.update(task, completed=optimisation.step, loss=last)
             if work_dir and checkpoint_every and optimisation.step % checkpoint_every == 0:
                 optimisation.save(work_dir, key, extra())
-    return last, (sum(losses) / len(losses) if losses else float("nan"))
+    return optimisation.last_loss, optimisation.mean_loss

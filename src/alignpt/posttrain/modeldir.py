@@ -18,8 +18,7 @@ from transformers import (
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, sha256_json, write_json_atomic
 from alignpt.posttrain.chat import install_chat_template, require_chat_template
-
-PROVENANCE = "alignpt.json"
+from alignpt.train.checkpoint import PROVENANCE, save_model_dir
 
 
 @dataclass
@@ -42,7 +41,7 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         return {}
     try:
-        return json.loads(file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
@@ -120,16 +119,14 @@ def check_same_tokenizer(
         )
 
 
-def save_model_dir(
+def write_model_output(
     loaded: LoadedModel, out_dir: str | Path, provenance: dict[str, Any], manifest: dict[str, Any]
 ) -> Path:
     """Write model + tokenizer + ``alignpt.json`` + ``manifest.json`` atomically to out_dir."""
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        loaded.model.save_pretrained(tmp, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / PROVENANCE, provenance)
+        save_model_dir(tmp, loaded.model, loaded.tokenizer, provenance)
         write_json_atomic(tmp / "manifest.json", manifest)
     return out_dir
 

@@ -22,7 +22,6 @@ from alignpt.posttrain.chat import (
     IGNORE_INDEX,
     encode_completion,
     encode_dialogue,
-    install_chat_template,
     require_generation_blocks,
 )
 from alignpt.posttrain.data import (
@@ -35,8 +34,9 @@ from alignpt.posttrain.data import (
 from alignpt.posttrain.loop import (
     LoopOptions,
     Optimisation,
-    autocast_for,
     batch_indices,
+    batched_logprobs,
+    discard_work_dir,
     on_main,
     pad_batch,
     rank_rows,
@@ -50,7 +50,7 @@ from alignpt.posttrain.modeldir import (
     child_provenance,
     load_model_dir,
     load_tokenizer,
-    save_model_dir,
+    write_model_output,
 )
 from alignpt.train.distributed import barrier, setup_distributed
 
@@ -172,11 +172,8 @@ def _finish(
     loaded.model.eval()
     ctx = setup_distributed()
     if ctx.is_main:
-        save_model_dir(loaded, out_dir, provenance, manifest)
-        work = work_dir_for(out_dir)
-        (work / "checkpoint.pt").unlink(missing_ok=True)
-        if work.is_dir() and not any(work.iterdir()):
-            work.rmdir()
+        write_model_output(loaded, out_dir, provenance, manifest)
+        discard_work_dir(out_dir)
     barrier(ctx)
     return out_dir
 
@@ -233,16 +230,14 @@ def sft(
     if on_main(lambda: prepare_output_dir(out_dir, key, force=force), ctx):
         return out_dir
     torch.manual_seed(seed)
-    loaded = load_model_dir(base_model_dir, device=ctx.device)
+    loaded = load_model_dir(base_model_dir, add_chat_template=True, device=ctx.device)
     check_tokenizer(loaded, tokenizer_dir)
-    if not loaded.tokenizer.chat_template:
-        install_chat_template(loaded.tokenizer)
     require_generation_blocks(loaded.tokenizer, str(loaded.path))
+    max_length = max_length_for(loaded, options)
     rows: Rows = [
-        encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length_for(loaded, options))
-        for d in dialogues
+        encode_dialogue(loaded.tokenizer, d.messages, max_length=max_length) for d in dialogues
     ]
-    require_labels(rows, "sft", max_length_for(loaded, options))
+    require_labels(rows, "sft", max_length)
     steps = math.ceil(len(rows) * options.epochs / options.batch_size)
 
     optimisation = Optimisation(loaded.model, loop_options(options), steps, ctx)
@@ -265,22 +260,6 @@ def sft(
         seed=seed,
         counts=counts,
     )
-
-
-@torch.no_grad()
-def _pair_logprobs(loaded: LoadedModel, rows: Rows, batch_size: int) -> torch.Tensor:
-    """log π(y|x) of every row under ``loaded``'s model (eval mode, no gradients)."""
-    loaded.model.eval()
-    device = next(loaded.model.parameters()).device
-    out = []
-    for start in range(0, len(rows), batch_size):
-        batch = pad_batch(rows[start : start + batch_size], loaded.tokenizer.pad_token_id, device)
-        with autocast_for(loaded.model):
-            logits = loaded.model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-        out.append(sequence_logprobs(logits, batch["labels"].to(device)).cpu())
-    return torch.cat(out)
 
 
 def dpo(
@@ -330,8 +309,9 @@ def dpo(
     else:
         reference = load_model_dir(reference_dir, device=ctx.device)
         check_same_tokenizer(reference.tokenizer, reference_dir, tok, loaded.path)
-    ref_chosen = _pair_logprobs(reference, chosen, options.batch_size)
-    ref_rejected = _pair_logprobs(reference, rejected, options.batch_size)
+    ref_pad = reference.tokenizer.pad_token_id
+    ref_chosen = batched_logprobs(reference.model, chosen, ref_pad, options.batch_size)
+    ref_rejected = batched_logprobs(reference.model, rejected, ref_pad, options.batch_size)
     del reference
     steps = math.ceil(len(pairs) * options.epochs / options.batch_size)
     device = next(loaded.model.parameters()).device
