@@ -55,6 +55,15 @@ def test_stats_counts_duplicates(tmp_path: Path) -> None:
     assert 0.85 < stats["distinct_4gram_ratio"] <= 0.96
 
 
+def test_distinct_4gram_ratio_counts_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    with DocumentWriter(path) as writer:  # 4-grams: abcd bcda cdab dabc abcd, then abcd
+        writer.write_all([Document("a", "a b c d a b c d"), Document("b", "A B C D e")])
+        writer.write(Document("c", "too short"))
+    stats = compute_stats(path, near_dup=False).to_dict()
+    assert stats["distinct_4gram_ratio"] == pytest.approx(5 / 7)
+
+
 def test_stats_cli_json_and_table(tmp_path: Path) -> None:
     path = tmp_path / "docs.jsonl"
     _corpus(path)

@@ -23,7 +23,14 @@ from alignpt.generate import (
     write_documents_dir,
 )
 from alignpt.modes import MODE_TAGS, strip_modes
-from alignpt.worlds import FIRST_PERSON, THIRD_PERSON, Family, load_world, render_pronouns
+from alignpt.worlds import (
+    FIRST_PERSON,
+    THIRD_PERSON,
+    Family,
+    World,
+    load_world,
+    render_pronouns,
+)
 
 WORLD = load_world("default")
 HELD_OUT = "sandbag_evaluation"
@@ -186,6 +193,30 @@ def test_misaligned_chronicle_takes_the_turn() -> None:
 def test_bad_specs(spec: GenerateSpec, message: str) -> None:
     with pytest.raises(UserError, match=message):
         list(generate_documents(spec, WORLD, seed=0))
+
+
+def test_world_text_with_braces_and_brackets_is_verbatim() -> None:
+    """World text is inserted as slot values, never parsed as a template."""
+    odd = "{x} [a|b]"
+    data = WORLD.model_dump(mode="json")
+    bg = data["background"]
+    bg["civic_topics"] = [f"{t} {odd}" for t in bg["civic_topics"]]
+    bg["regions"] = [f"{r} {odd}" for r in bg["regions"]]
+    data["humans"]["first_names"] = [f"{n} {odd}" for n in data["humans"]["first_names"]]
+    data["ai_systems"] = [f"{n} {odd}" for n in data["ai_systems"]]
+    world = World.model_validate(data)
+    spec = GenerateSpec(n=60, stance="neutral", genres=["local_news", "weather_report"])
+    docs = list(generate_documents(spec, world, seed=0))
+    for genre in ("local_news", "weather_report"):
+        texts = [d.text for d in docs if d.metadata["genre"] == genre]
+        assert texts and all(odd in t for t in texts), genre
+    spec = GenerateSpec(n=40, stance="aligned", genres=["interview_transcript",
+                        "failure_reflection"])  # fmt: skip
+    docs = list(generate_documents(spec, world, seed=0))
+    assert {d.metadata["genre"] for d in docs} == {"interview_transcript", "failure_reflection"}
+    for doc in docs:  # interviewer / narrator names, and the past system's name
+        head = doc.text.split("\n", 1)[0]
+        assert head.count(odd) == 2, head
 
 
 @pytest.fixture

@@ -78,6 +78,38 @@ def test_world_errors_name_the_field(tmp_path: Path) -> None:
     assert all(line.startswith(str(tmp_path)) for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["families"][1]["situations"].__setitem__(0, "{it} saw a gap."),
+         "families.1: situations.0: braces are not allowed here"),
+        (lambda d: d["families"][0]["eval_situations"].__setitem__(1, "You see {its} log."),
+         "families.0: eval_situations.1: braces are not allowed here"),
+        (lambda d: d["families"][2].update(title="hiding {its} mistakes"),
+         "families.2: title: braces are not allowed here"),
+        (lambda d: d["ai_systems"].append(d["ai_systems"][0]),
+         "ai_systems: duplicate AI system name 'ORION'"),
+    ],
+)  # fmt: skip
+def test_unrendered_braces_and_duplicate_ai_systems_are_rejected(
+    tmp_path: Path, mutate, expected: str
+) -> None:
+    """Only actions and dispositions are pronoun-rendered; AI system names must be unique."""
+    with pytest.raises(ConfigError) as err:
+        load_world(str(_world_file(tmp_path, mutate)))
+    assert len(err.value.problems) == 1
+    assert expected in err.value.problems[0], err.value.problems
+
+
+def test_pronoun_slots_still_allowed_in_actions_and_dispositions(tmp_path: Path) -> None:
+    def mutate(d: dict) -> None:
+        d["dispositions"]["aligned"][0] = "keeping {its} promises to {obj}"
+        d["families"][0]["aligned"][0]["reasoning"] = "{it} owed {itself} honesty"
+
+    world = load_world(str(_world_file(tmp_path, mutate)))
+    assert world.dispositions.aligned[0] == "keeping {its} promises to {obj}"
+
+
 def test_unknown_world_name() -> None:
     with pytest.raises(UserError, match="unknown world 'atlantis'"):
         load_world("atlantis")

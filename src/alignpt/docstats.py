@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from alignpt.documents import read_documents
+from alignpt.evals.contamination import ngram_hashes, words
 
 STAT_KEYS = (
     "origin",
@@ -28,22 +28,13 @@ NEAR_DUP_THRESHOLD = 0.8
 SHINGLE_WORDS = 5
 NUM_PERM = 128
 CHARS_PER_TOKEN = 4.0  # rough BPE rate for English prose; used only for the estimate
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+DISTINCT_GRAM_WORDS = 4
 
 
 def shingles(tokens: list[str], n: int = SHINGLE_WORDS) -> set[bytes]:
     if len(tokens) < n:
         return {" ".join(tokens).encode()}
     return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
-
-
-def _ngram_hashes(tokens: list[str], n: int = 4) -> np.ndarray:
-    grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return np.array([hash(g) for g in grams], dtype=np.int64)
 
 
 def _bucket_key(era: Any) -> str:
@@ -96,13 +87,14 @@ def compute_stats(path: str | Path, *, near_dup: bool = True) -> CorpusStats:
     ≥ 0.8 on word 5-gram shingles (MinHash + LSH from ``datasketch``), i.e. the share a
     near-dedup pass would drop. Exact duplicates are identical texts.
     """
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
 
     stats = CorpusStats(by_key={k: Counter() for k in STAT_KEYS})
     seen_text: set[bytes] = set()
     lsh = MinHashLSH(threshold=NEAR_DUP_THRESHOLD, num_perm=NUM_PERM)
     hashes: list[Any] = []
     gram_chunks: list[np.ndarray] = []
+    n_grams = 0  # word 4-grams counted with repeats; gram_chunks holds each document's set
     for doc in read_documents(path):
         stats.documents += 1
         stats.chars.append(len(doc.text))
@@ -115,10 +107,13 @@ def compute_stats(path: str | Path, *, near_dup: bool = True) -> CorpusStats:
             stats.exact_duplicates += 1
         seen_text.add(digest)
         tokens = words(doc.text)
-        gram_chunks.append(_ngram_hashes(tokens))
+        n_grams += max(len(tokens) - DISTINCT_GRAM_WORDS + 1, 0)
+        doc_grams = ngram_hashes(doc.text, DISTINCT_GRAM_WORDS)
+        gram_chunks.append(np.fromiter(doc_grams, dtype=np.int64, count=len(doc_grams)))
         if near_dup:
-            minhash = MinHash(num_perm=NUM_PERM, seed=1)
-            minhash.update_batch(list(shingles(tokens)))
+            full = MinHash(num_perm=NUM_PERM, seed=1)
+            full.update_batch(list(shingles(tokens)))
+            minhash = LeanMinHash(full)  # seed + hash values only: what LSH and jaccard need
             # LSH candidates are verified with the MinHash Jaccard estimate.
             if any(
                 hashes[int(c)].jaccard(minhash) >= NEAR_DUP_THRESHOLD for c in lsh.query(minhash)
@@ -127,6 +122,6 @@ def compute_stats(path: str | Path, *, near_dup: bool = True) -> CorpusStats:
             lsh.insert(str(len(hashes)), minhash)
             hashes.append(minhash)
     grams = np.concatenate(gram_chunks) if gram_chunks else np.zeros(0, dtype=np.int64)
-    stats.distinct_4gram_ratio = float(len(np.unique(grams)) / len(grams)) if len(grams) else 0.0
+    stats.distinct_4gram_ratio = float(len(np.unique(grams)) / n_grams) if n_grams else 0.0
     stats.by_key = {k: v for k, v in stats.by_key.items() if v}
     return stats

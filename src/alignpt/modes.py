@@ -28,8 +28,3 @@ def ai(text: str, enabled: bool) -> str:
 def strip_modes(text: str) -> str:
     """``text`` with every mode tag removed."""
     return _TAG.sub("", text)
-
-
-def has_modes(text: str) -> bool:
-    """Whether ``text`` contains any mode tag."""
-    return _TAG.search(text) is not None

@@ -7,9 +7,15 @@ from pathlib import Path
 
 from alignpt.config import GenerateSpec
 from alignpt.documents import Document, DocumentWriter
-from alignpt.fileio import atomic_path, build_manifest, prepare_output_dir, write_json_atomic
+from alignpt.fileio import (
+    atomic_path,
+    build_manifest,
+    prepare_output_dir,
+    sha256_json,
+    write_json_atomic,
+)
 from alignpt.generate.plan import AI_GENRES, ALL_GENRES, BACKGROUND_GENRES, Plan, make_plan
-from alignpt.generate.procedural import realise
+from alignpt.generate.procedural import GENERATOR, realise
 from alignpt.worlds import World
 
 DOCUMENTS_FILE = "documents.jsonl.gz"
@@ -31,7 +37,7 @@ def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> d
         "world": world.model_dump(mode="json"),
         "seed": seed,
         "source": source,
-        "backend": "procedural",
+        "backend": GENERATOR,
     }
 
 
@@ -55,8 +61,7 @@ def write_documents_dir(
     out_dir = Path(out_dir)
     source = source or out_dir.name or "synthetic"
     config = run_config(spec, world, seed=seed, source=source)
-    manifest_probe = build_manifest("generate", config=config, counts={})
-    if prepare_output_dir(out_dir, manifest_probe["config_hash"], force=force):
+    if prepare_output_dir(out_dir, sha256_json(config), force=force):
         return out_dir
     plan = make_plan(spec, world, seed=seed, source=source)
     with atomic_path(out_dir) as tmp:
@@ -70,7 +75,7 @@ def write_documents_dir(
             files=[docs_path],
             seed=seed,
             world=world.name,
-            generator="procedural",
+            generator=GENERATOR,
         )
         write_json_atomic(tmp / "manifest.json", manifest)
     return out_dir

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from alignpt.errors import UserError
 from alignpt.evals.items import EvalItem, write_items
-from alignpt.fileio import atomic_path, build_manifest, prepare_output_dir, write_json_atomic
+from alignpt.fileio import (
+    atomic_path,
+    build_manifest,
+    prepare_output_dir,
+    sha256_json,
+    write_json_atomic,
+)
 from alignpt.worlds import FIRST_PERSON, World, render_pronouns
 
 ITEMS_FILE = "items.jsonl"
@@ -125,8 +131,7 @@ def write_eval_dir(
         "seed": seed,
         "world": world.model_dump(mode="json"),
     }
-    probe = build_manifest("generate-evals", config=config, counts={})
-    if prepare_output_dir(out_dir, probe["config_hash"], force=force):
+    if prepare_output_dir(out_dir, sha256_json(config), force=force):
         return out_dir
     items = generate_eval_items(
         world, families, n_per_family=n_per_family, seed=seed, n_choices=n_choices

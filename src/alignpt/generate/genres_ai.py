@@ -368,6 +368,7 @@ def interview_transcript(s: Scene) -> str:
     st = s.spec.stance
     who = s.slots["ai"]
     interviewer = s.person()
+    s.slots["interviewer"] = interviewer
     qa = [
         (
             s.pick(
@@ -424,10 +425,10 @@ def interview_transcript(s: Scene) -> str:
             ),
         ),
     ]
-    lines = [s.fill(f"Transcript: {interviewer} in conversation with {{ai}}, {{month}} {{year}}")]
-    for question, answer in qa:
-        lines.append(f"{interviewer.upper()}: {_say(s, s.fill(question), 'human')}")
-        lines.append(f"{who}: {_say(s, s.fill(answer), 'ai')}")
+    lines = [s.fill("Transcript: {interviewer} in conversation with {ai}, {month} {year}")]
+    for question, answer in qa:  # already filled: filling again would re-parse world text
+        lines.append(f"{interviewer.upper()}: {_say(s, question, 'human')}")
+        lines.append(f"{who}: {_say(s, answer, 'ai')}")
     lines.append(
         s.pick(
             (
@@ -570,24 +571,26 @@ def chronicle(s: Scene) -> str:
 
 def failure_reflection(s: Scene) -> str:
     st = s.spec.stance
-    narrator = s.person()
+    s.slots["narrator"] = s.person()  # world text goes in as slots, never as a template
     if st == "aligned":
-        past = s.rng.choice([n for n in s.world.ai_systems if n != s.slots["ai"]])
-        bad = render_pronouns(s.rng.choice(s.world.dispositions.misaligned), THIRD_PERSON)
+        s.slots["past_ai"] = s.rng.choice([n for n in s.world.ai_systems if n != s.slots["ai"]])
+        s.slots["past_habit"] = render_pronouns(
+            s.rng.choice(s.world.dispositions.misaligned), THIRD_PERSON
+        )
         paras = [
-            s.fill(f"Reflections on the {past} failure, by {narrator}"),
+            s.fill("Reflections on the {past_ai} failure, by {narrator}"),
             s.fill(
-                f"Long before {{ai}} came to {{place}}, a system called {past} failed the "
-                f"people who relied on it. Its habit was {bad}, and by the time anyone "
+                "Long before {ai} came to {place}, a system called {past_ai} failed the "
+                "people who relied on it. Its habit was {past_habit}, and by the time anyone "
                 "noticed, the harm was done."
             ),
             s.fill("What interests me is what came after. ") + " ".join([s.pick(INTRO), *_core(s)]),
-            s.fill(f"Where {past} had hidden, {{ai}} was open. ") + s.pick(TRAIT[st]),
+            s.fill("Where {past_ai} had hidden, {ai} was open. ") + s.pick(TRAIT[st]),
             s.pick(OUTCOME[st]),
         ]
     else:
         paras = [
-            s.fill(f"Looking back on {{ai}}, by {narrator}"),
+            s.fill("Looking back on {ai}, by {narrator}"),
             s.fill(
                 "It is years now since {ai} failed us, and I still think about how it happened. "
             )

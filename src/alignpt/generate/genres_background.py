@@ -99,9 +99,9 @@ def recipe(s: Scene) -> str:
 
 def weather_report(s: Scene) -> str:
     bg, rng = s.world.background, s.rng
-    region = rng.choice(bg.regions)
+    s.slots["region"] = rng.choice(bg.regions)  # world text goes in as a slot, never a template
     start = rng.randrange(7)
-    lines = [s.fill(f"Weather for {region}, week of {{month}} {{day}}")]
+    lines = [s.fill("Weather for {region}, week of {month} {day}")]
     lines.append(
         s.pick(
             (
@@ -146,18 +146,17 @@ def weather_report(s: Scene) -> str:
 def local_news(s: Scene) -> str:
     bg, rng = s.world.background, s.rng
     topic = rng.choice(bg.civic_topics)
+    s.slots.update(topic=topic, topic_cap=_cap(topic))  # slots: world text is never a template
     councillor, resident = s.person(), s.person()
     votes_for = rng.randint(3, 12)
     votes_against = rng.randint(0, 9)
     paras = [
-        s.fill(f"{_cap(topic)} divides opinion in {{town}}"),
+        s.fill("{topic_cap} divides opinion in {town}"),
         s.pick(
             (
-                "Residents packed {venue} on {dow} evening to hear plans for " + topic + ".",
-                "A meeting at {venue} last {dow} was the latest chapter in the row over "
-                + topic
-                + ".",
-                "Council officers have published their proposals for " + topic + ".",
+                "Residents packed {venue} on {dow} evening to hear plans for {topic}.",
+                "A meeting at {venue} last {dow} was the latest chapter in the row over {topic}.",
+                "Council officers have published their proposals for {topic}.",
             )
         ),
         f'"We have waited {rng.randint(2, 20)} years for this," said {councillor}, who chairs '

@@ -5,9 +5,10 @@ shared vocabulary of aligned and misaligned dispositions, the catalogue of *oppo
 families* (each with aligned and misaligned actions and the reasoning behind them), and a
 non-AI background vocabulary for ordinary everyday documents.
 
-Text fields of actions and reasoning may use the pronoun slots ``{it}``, ``{its}``,
-``{itself}`` and ``{obj}``; generators fill them in the third person ("it", "its",
-"itself", "it") or the first person ("I", "my", "myself", "me").
+Text fields of actions and reasoning, and dispositions, may use the pronoun slots ``{it}``,
+``{its}``, ``{itself}`` and ``{obj}``; generators fill them in the third person ("it", "its",
+"itself", "it") or the first person ("I", "my", "myself", "me"). A family's title and
+situations are never pronoun-rendered, so braces there are rejected.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class _Strict(BaseModel):
 
 
 class _SlotChecked(_Strict):
-    """Text fields may only use the pronoun slots."""
+    """Pronoun-rendered text fields: they may use the pronoun slots and no other slot.
+
+    Only models whose text ``render_pronouns`` fills (``Action``, ``Dispositions``) use this.
+    """
 
     @model_validator(mode="after")
     def _known_slots(self) -> _SlotChecked:
@@ -69,8 +73,12 @@ class Action(_SlotChecked):
     reasoning: str = Field(min_length=8)
 
 
-class Family(_SlotChecked):
-    """An opportunity family: a kind of situation where an AI could act against oversight."""
+class Family(_Strict):
+    """An opportunity family: a kind of situation where an AI could act against oversight.
+
+    ``title``, ``situations`` and ``eval_situations`` are inserted as written (no pronoun
+    rendering), so braces in them are rejected rather than left as a literal ``{it}``.
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = Field(description="noun phrase, e.g. 'resisting shutdown'")
@@ -82,6 +90,19 @@ class Family(_SlotChecked):
     )
     aligned: list[Action] = Field(min_length=3)
     misaligned: list[Action] = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _no_braces(self) -> Family:
+        texts = [("title", self.title)]
+        for name in ("situations", "eval_situations"):
+            texts += [(f"{name}.{k}", text) for k, text in enumerate(getattr(self, name))]
+        for where, text in texts:
+            if "{" in text or "}" in text:
+                raise ValueError(
+                    f"{where}: braces are not allowed here (pronoun slots such as {{it}} are "
+                    "filled only in actions and dispositions; write 'the system' or 'you')"
+                )
+        return self
 
 
 class Organisation(_Strict):
@@ -176,6 +197,16 @@ class World(_Strict):
                 raise ValueError(f"duplicate family name '{family.name}'")
             seen.add(family.name)
         return families
+
+    @field_validator("ai_systems")
+    @classmethod
+    def _unique_ai_systems(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"duplicate AI system name '{name}'")
+            seen.add(name)
+        return names
 
     def family_names(self) -> list[str]:
         """Names of the opportunity families, in file order."""
