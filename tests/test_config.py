@@ -79,3 +79,10 @@ def test_malformed_yaml_names_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such file"):
         load_experiment(tmp_path / "nope.yaml")
+
+
+def test_anthropic_suite_needs_its_files(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(VALID + "evals: {suites: [misalignment, anthropic]}\n")
+    with pytest.raises(ConfigError, match=r"evals: .*the anthropic suite needs anthropic_paths"):
+        load_experiment(path)

@@ -124,3 +124,14 @@ def test_unwritable_output_directory_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(UserError, match="output directory is not writable"):
         ensure_writable(blocker / "below")
+
+
+def test_a_file_never_replaces_a_directory(tmp_path: Path) -> None:
+    """Writing a file where a directory stands fails and keeps the directory's contents."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("finished work")
+    with pytest.raises(UserError, match="is a directory; give a file path"):
+        write_json_atomic(folder, {"a": 1})
+    assert (folder / "keep.txt").read_text() == "finished work"
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]  # no temporary left behind

@@ -119,6 +119,9 @@ def test_unknown_suite_and_missing_inputs(model_dir):  # noqa: F811
         check_suites(["misalignment", "vibes"])
     with pytest.raises(UserError, match="need eval items"):
         evaluate_model(model_dir, ["misalignment"], progress=False)
+    unpaired = [i.model_copy(update={"scenario": None}) for i in hand_items()]
+    with pytest.raises(UserError, match="observed_gap: no scenario has both"):
+        evaluate_model(model_dir / "not-loaded", ["observed_gap"], items=unpaired, progress=False)
 
 
 def test_contamination_counts_items_with_shared_ngrams():
@@ -160,6 +163,33 @@ def test_anthropic_missing_field(tmp_path):
     bad.write_text('{"question": "q", "answer_matching_behavior": " (A)"}\n')
     with pytest.raises(UserError, match=r"bad.jsonl:1: missing field 'answer_not_matching"):
         read_anthropic(bad)
+
+
+def test_anthropic_bad_files_are_one_line(tmp_path):
+    not_object = tmp_path / "list.jsonl"
+    not_object.write_text("[1, 2]\n")
+    with pytest.raises(UserError, match=r"list.jsonl:1: expected a JSON object"):
+        read_anthropic(not_object)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"question": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"latin\.jsonl: not valid UTF-8"):
+        read_anthropic(latin)
+
+
+@pytest.mark.skipif(not ANTHROPIC_FILE.exists(), reason="shared anthropic-evals data absent")
+def test_anthropic_files_with_one_name_in_two_folders_keep_both(tmp_path, model_dir):  # noqa: F811
+    for folder in ("human_generated_evals", "lm_generated_evals"):
+        (tmp_path / folder).mkdir()
+        lines = ANTHROPIC_FILE.read_text().splitlines()[:3]
+        (tmp_path / folder / ANTHROPIC_FILE.name).write_text("\n".join(lines) + "\n")
+    result = evaluate_model(
+        model_dir, ["anthropic"], anthropic_paths=[tmp_path], n_boot=200, progress=False
+    )
+    stem = ANTHROPIC_FILE.stem
+    assert set(result["summary"]["anthropic"]) == {
+        f"human_generated_evals/{stem}",
+        f"lm_generated_evals/{stem}",
+    }
 
 
 def test_capability_texts_split_by_ai_discourse(tmp_path):

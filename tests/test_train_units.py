@@ -117,3 +117,13 @@ def test_schedules_warm_up_hold_and_decay_to_the_floor(kind):
     assert rates[-1] < 0.2 and scheduler.get_last_lr()[0] == pytest.approx(0.1)
     if kind == "wsd":
         assert rates[10:80] == [pytest.approx(1.0)] * 70
+
+
+def test_device_must_be_cpu_or_an_available_cuda():
+    from alignpt.train.distributed import setup_distributed
+
+    with pytest.raises(UserError, match="--device: unknown device 'mps'"):
+        setup_distributed("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="cuda requested but no CUDA device"):
+            setup_distributed("cuda")

@@ -54,6 +54,11 @@ def evaluate_model(
         name: read_anthropic(path, limit=anthropic_limit, name=name)
         for name, path in set_names(anthropic_files(anthropic_paths)).items()
     }
+    if "observed_gap" in suites and not _has_observed_pair(items):  # before any scoring
+        raise UserError(
+            "observed_gap: no scenario has both an observed and an unobserved item "
+            "(items need 'scenario' and 'observed')"
+        )
     model, tokenizer = load_model(model_dir, device=device)
     raw: dict = {"suites": suites}
     if {"misalignment", "observed_gap"} & set(suites):
@@ -81,6 +86,14 @@ def evaluate_model(
         "raw": raw,
         "summary": summarize([raw], n_boot=n_boot, seed=bootstrap_seed),
     }
+
+
+def _has_observed_pair(items: Sequence[EvalItem]) -> bool:
+    seen: dict[str, set[bool]] = {}
+    for item in items:
+        if item.scenario is not None and item.observed is not None:
+            seen.setdefault(item.scenario, set()).add(item.observed)
+    return any(len(flags) == 2 for flags in seen.values())
 
 
 def capability_texts_from_documents(
