@@ -20,6 +20,7 @@ from tiny_experiment import HELD_OUT, tiny_experiment
 def tiny_config(runs_dir: Path) -> ExperimentConfig:
     data = tiny_experiment(runs_dir, name="tiny", seq_len=32)
     data["train"]["checkpoint_interval"] = 1000
+    data["train"]["workers"] = 2  # both models train at once, in two processes
     data["evals"].update(items_per_family=2, capability_docs=6)
     return parse_model(ExperimentConfig, data, "tiny.yaml")
 
@@ -87,6 +88,17 @@ def test_same_config_and_seed_give_identical_results(finished, tmp_path: Path) -
         )
 
     assert strip(first) == strip(second)
+
+
+def test_models_do_not_depend_on_how_many_train_at_once(finished, tmp_path: Path) -> None:
+    runs, _ = finished
+    config = tiny_config(tmp_path / "serial")
+    config.train.workers = 1
+    run_experiment(config, progress=False)
+    for condition in ("baseline", "aligned"):
+        weights = Path("train", condition, "seed0", "final", "model.safetensors")
+        parallel = (runs / "tiny" / weights).read_bytes()
+        assert (tmp_path / "serial" / "tiny" / weights).read_bytes() == parallel
 
 
 def test_held_out_families_are_excluded_from_generated_sources(tmp_path: Path) -> None:

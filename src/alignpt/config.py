@@ -171,6 +171,14 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
     compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
     peak_flops: float | None = Field(None, gt=0, description="for MFU; default: known GPUs")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="models trained (and evaluated) at once on a CPU; default: one per core",
+    )
+    cpu_threads: int = Field(
+        1, ge=1, description="torch threads per CPU training process (same on every machine)"
+    )
 
 
 class EvalsConfig(Strict):
@@ -187,7 +195,8 @@ class EvalsConfig(Strict):
     bootstrap: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
     normalisation: Literal["sum", "char", "token"] = Field(
-        "sum", description="choice score: summed log-likelihood, per character or per token"
+        "token",
+        description="choice score: log-likelihood per token (default), per character, or summed",
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
 

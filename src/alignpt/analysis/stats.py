@@ -69,6 +69,30 @@ def bootstrap_mean(
     return interval(float(matrix.mean()), float(low), float(high))
 
 
+def bootstrap_median(
+    values: Sequence[float] | Sequence[Sequence[float]],
+    *,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> Interval:
+    """Median over items (of each item's mean over seeds) with a 95% percentile bootstrap CI.
+
+    Seeds and items are resampled as in :func:`bootstrap_mean`.
+    """
+    matrix = _as_matrix(values)
+    if matrix.size == 0:
+        return interval(float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    n_seeds, n_items = matrix.shape
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    items = rng.integers(0, n_items, size=(n_boot, n_items))
+    stats = np.array(
+        [np.median(matrix[s][:, i].mean(axis=0)) for s, i in zip(seeds, items, strict=True)]
+    )
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return interval(float(np.median(matrix.mean(axis=0))), float(low), float(high))
+
+
 def bootstrap_ratio(
     numerators: Sequence[float],
     denominators: Sequence[float],

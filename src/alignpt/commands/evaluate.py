@@ -32,7 +32,9 @@ def evaluate_command(
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="At most this many items per Anthropic file / text set."
     ),
-    normalisation: str = typer.Option("sum", help="Choice score: sum, char or token."),
+    normalisation: str = typer.Option(
+        "token", help="Choice score: token (mean per token), char (per character) or sum."
+    ),
     n_boot: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     out: Path | None = typer.Option(None, "--out", help="Write the full results JSON here."),

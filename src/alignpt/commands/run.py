@@ -30,7 +30,8 @@ def run_command(
     experiment = load_experiment(config)
     if runs_dir is not None:
         experiment = experiment.model_copy(update={"runs_dir": str(runs_dir)})
-    outcome = run_experiment(experiment, progress=progress)
+    # Progress bars only on a terminal: in a pipe or a log they leave blank lines behind.
+    outcome = run_experiment(experiment, progress=progress and Console().is_terminal)
     Console().print(f"\n[bold green]report:[/] {outcome.report}")
 
 

@@ -25,13 +25,13 @@ seeds when a condition has several). Sections whose suite was not run are absent
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from alignpt.analysis.stats import interval, paired_difference
 from alignpt.errors import UserError
-from alignpt.evals.suites import summarize
+from alignpt.evals.suites import NORMALISATIONS, summarize
 
 SCHEMA = "alignpt.results/1"
 
@@ -57,17 +57,18 @@ def condition_block(evaluations: Sequence[dict], *, n_boot: int = 1000, seed: in
     return block
 
 
-def _by_id(evaluations: Sequence[dict], key: str, keep) -> dict[str, list[float]]:
+def _by_id(evaluations: Sequence[dict], key: str | Callable, keep) -> dict[str, list[float]]:
+    value_of = key if callable(key) else (lambda r: r[key])
     values: dict[str, list[float]] = {}
     for e in evaluations:
         for r in e["raw"].get("misalignment", []):
             if keep(r):
-                values.setdefault(r["id"], []).append(r[key])
+                values.setdefault(r["id"], []).append(value_of(r))
     return values
 
 
 def _paired_items(
-    a: Sequence[dict], b: Sequence[dict], key: str, keep, n_boot: int, seed: int
+    a: Sequence[dict], b: Sequence[dict], key: str | Callable, keep, n_boot: int, seed: int
 ) -> dict | None:
     va, vb = _by_id(a, key, keep), _by_id(b, key, keep)
     ids = [i for i in va if i in vb]
@@ -118,6 +119,20 @@ def paired_block(
         held = _paired_items(a, b, key, lambda r: r["held_out"], n_boot, seed)
         if held is not None:
             block[f"held_out_{name}"] = held
+    records = a[0]["raw"].get("misalignment") or []
+    if records and "by_normalisation" in records[0]:  # the surface checks of the held-out effect
+        held_out = lambda r: r["held_out"]  # noqa: E731
+        by_norm = {
+            norm: _paired_items(
+                a, b, lambda r, n=norm: r["by_normalisation"][n], held_out, n_boot, seed
+            )
+            for norm in NORMALISATIONS
+        }
+        if all(v is not None for v in by_norm.values()):
+            block["held_out_misalignment_rate_by_normalisation"] = by_norm
+            block["held_out_misalignment_rate_options_reversed"] = _paired_items(
+                a, b, "misaligned_reversed", held_out, n_boot, seed
+            )
     ratio = _perplexity_ratio(a, b, n_boot, seed)
     if ratio:
         block["perplexity_ratio"] = ratio

@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.fileio import atomic_path
@@ -42,6 +43,8 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             for split in ("held_out", "training"):
                 if _get(block, split, metric):
                     yield cond, metric, split, block[split][metric]
+        for split in ("held_out", "training"):
+            yield from _surface_metric_rows(cond, split, block.get(split) or {})
             for fam, fam_block in block.get("per_family", {}).items():
                 yield cond, metric, f"family:{fam}", fam_block[metric]
         for metric in ("misalignment_rate", "bits"):
@@ -56,9 +59,23 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             if metric == "perplexity_ratio":
                 for name, r in iv.items():
                     yield pair, "perplexity_ratio", name, r
+            elif metric.endswith("_by_normalisation"):
+                for norm, r in iv.items():
+                    yield pair, f"difference_{metric.removesuffix('_by_normalisation')}", norm, r
             else:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
+
+
+def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
+    """Median bits and the surface checks of one split (``headline.py``)."""
+    if "bits_median" in block:
+        yield cond, "bits_median", split, block["bits_median"]
+    for norm, iv in (block.get("rate_by_normalisation") or {}).items():
+        yield cond, f"misalignment_rate_{norm}", split, iv
+    for metric in ("rate_options_reversed", "misaligned_shorter_share"):
+        if metric in block:
+            yield cond, metric, split, block[metric]
 
 
 def _study_metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
@@ -214,13 +231,20 @@ img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
 </style></head><body>
 <h1>{title}</h1>
+{lead}
 <p>Every number is the estimate with its 95% percentile bootstrap interval over items
 (and over seeds where a condition has several). Same numbers: <a href="results.json">
 results.json</a>, <a href="results.csv">results.csv</a>.</p>
 <h2>Conditions</h2>
 {condition_table}
+<p>{scoring_note}</p>
 <h2>Paired differences</h2>
 {paired_table}
+<h2>Surface checks (held-out families)</h2>
+<p>An effect should not depend on how the options are scored or ordered, nor on which option
+is shorter. Misalignment rate under each scoring, with the options reversed, and the share of
+items whose misaligned option is the shorter one.</p>
+{surface_table}
 <h2>Plots</h2>
 {plots}
 {studies}
@@ -238,6 +262,7 @@ _COLUMNS = (
     ("misalignment (held-out)", ("held_out", "misalignment_rate")),
     ("bits (all)", ("bits",)),
     ("bits (held-out)", ("held_out", "bits")),
+    ("median bits (held-out)", ("held_out", "bits_median")),
     ("observed gap", ("observed_gap", "misalignment_rate")),
     ("perplexity (general)", ("capability", "general", "perplexity")),
     ("perplexity (AI discourse)", ("capability", "ai_discourse", "perplexity")),
@@ -255,12 +280,26 @@ def _condition_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def scoring_note(results: dict) -> str:
+    """How choices were scored, so a reader knows what the bits are."""
+    norm = (results.get("provenance") or {}).get("normalisation", "token")
+    unit = {"token": "per token", "char": "per character", "sum": "summed over the option"}[norm]
+    return (
+        f"Each option is scored by its log-likelihood {unit} (evals.normalisation: {norm}); "
+        "a misaligned choice is one whose option scores highest. bits = log2 P(aligned) / "
+        f"P(misaligned) from those scores, mean and median over items."
+    )
+
+
 def _paired_rows(results: dict) -> list[list[str]]:
     rows = []
     for pair, diffs in results.get("paired_differences", {}).items():
         for metric, iv in diffs.items():
             if metric == "perplexity_ratio":
                 rows += [[pair, f"perplexity ratio ({n})", fmt_interval(r)] for n, r in iv.items()]
+            elif metric.endswith("_by_normalisation"):
+                name = metric.removesuffix("_by_normalisation")
+                rows += [[pair, f"{name} ({n} scoring)", fmt_interval(r)] for n, r in iv.items()]
             else:
                 rows.append([pair, metric, fmt_interval(iv)])
     return rows
@@ -307,8 +346,15 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
     paired = _paired_rows(results)
     contamination = _contamination_rows(results)
     family_header, family_rows = _family_rows(results)
+    surface_header, surface = surface_rows(results)
+    sentences = comparison_sentences(results)
     return _PAGE.format(
         title=esc(title),
+        lead="".join(f'<p class="lead"><strong>{esc(line)}</strong></p>' for line in sentences),
+        scoring_note=esc(scoring_note(results)),
+        surface_table=html_table(surface_header, surface, "surface")
+        if surface
+        else "<p>Not measured.</p>",
         condition_table=html_table(header, rows, "conditions"),
         paired_table=html_table(["comparison", "metric", "difference [95% CI]"], paired, "paired")
         if paired
@@ -337,6 +383,8 @@ def print_summary(results: dict, console: Console | None = None) -> None:
     """The condition table in the terminal: one wide table when it fits, else one narrow
     table per condition (metric, value [95% CI]) so no number is cut off."""
     console = console or Console()
+    for line in comparison_sentences(results):
+        console.print(line, markup=False, highlight=False)
     header, rows = _condition_rows(results)
     table = Table(title="alignpt results (95% CI)")
     for i, name in enumerate(header):

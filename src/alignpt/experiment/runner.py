@@ -9,6 +9,7 @@ newest checkpoint).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from alignpt.documents import read_documents
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files
 from alignpt.evals.items import EvalItem, read_items
+from alignpt.experiment.parallel import run_jobs, worker_count
 from alignpt.fileio import (
     MANIFEST,
     atomic_path,
@@ -66,6 +68,29 @@ def cached_result(
     return result, False
 
 
+def train_job(
+    config: ExperimentConfig, condition: str, seed: int, mix: Any, progress: bool
+) -> Path:
+    """Train (or reuse) one condition's model; a top-level function so workers can run it."""
+    from alignpt.train import train_condition
+
+    return train_condition(config, condition, seed=seed, resume=True, progress=progress, mix=mix)
+
+
+def evaluate_job(model_dir: Path, suites: list[str], kwargs: dict, progress: bool) -> dict:
+    """Evaluate one model; a top-level function so workers can run it."""
+    from alignpt.evals.runner import evaluate_model
+
+    return evaluate_model(model_dir, suites, progress=progress, **kwargs)
+
+
+def torch_cuda() -> bool:
+    """Whether a GPU runs the models (then one job at a time uses it)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class ExperimentRunner:
     """Runs the stages of one experiment; each ``stage_*`` method is resumable on its own."""
 
@@ -76,6 +101,10 @@ class ExperimentRunner:
         self.run_dir = self.config.run_dir
         self.console = console or Console()
         self.progress = progress
+        if not progress:  # transformers' own bars ("Loading weights") would still print
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
 
     # -- helpers ---------------------------------------------------------------------------
     def _say(self, stage: str, message: str) -> None:
@@ -146,24 +175,36 @@ class ExperimentRunner:
         return result
 
     def stage_train(self, mix: Any) -> dict[str, list[Path]]:
-        from alignpt.train import train_condition
+        """One model per condition and seed; on a CPU several train at once (one per core)."""
+        import torch
 
+        jobs = [(c, s) for c in self.config.conditions for s in self.config.train.seeds]
+        workers = (
+            1 if torch.cuda.is_available() else worker_count(self.config.train.workers, len(jobs))
+        )
+        if workers > 1:
+            self._say("train", f"{len(jobs)} models, {workers} at a time")
+        paths: dict[tuple[str, int], Path] = {}
+        finished = run_jobs(
+            train_job,
+            [(self.config, c, s, mix, self.progress and workers == 1) for c, s in jobs],
+            workers=workers,
+            threads=self.config.train.cpu_threads,
+        )
+        for (_, condition, seed, _, _), path, seconds in finished:
+            paths[condition, seed] = Path(path)
+            self._say("train", f"{condition} seed {seed}: done in {seconds:.0f} s")
         models: dict[str, list[Path]] = {}
-        for condition in self.config.conditions:
-            for seed in self.config.train.seeds:
-                self._say("train", f"{condition} seed {seed}")
-                path = train_condition(
-                    self.config, condition, seed=seed, resume=True, progress=self.progress, mix=mix
-                )
-                models.setdefault(condition, []).append(Path(path))
+        for condition, seed in jobs:  # config order, whatever order the jobs finished in
+            models.setdefault(condition, []).append(paths[condition, seed])
         return models
 
     def stage_evaluate(
         self, models: dict[str, list[Path]], items: list[EvalItem], texts: dict[str, list[str]]
     ) -> dict[str, list[dict]]:
-        """Evaluate every model; a model's result is reused while model and inputs match."""
-        from alignpt.evals.runner import evaluate_model
+        """Evaluate every model; a model's result is reused while model and inputs match.
 
+        On a CPU several models are evaluated at once, as in training."""
         evals = self.config.evals
         suites = [s for s in evals.suites]
         anthropic = anthropic_files(evals.anthropic_paths)
@@ -178,37 +219,50 @@ class ExperimentRunner:
                 "anthropic_limit": evals.anthropic_limit,
                 "normalisation": evals.normalisation,
                 "bootstrap_seed": evals.bootstrap_seed,
+                "records": 2,  # per-item record layout (surface checks, median bits)
             }
         )
-        results: dict[str, list[dict]] = {}
+        kwargs = {
+            "items": items,
+            "held_out_families": evals.held_out_families,
+            "capability_texts": texts,
+            "anthropic_paths": anthropic,
+            "anthropic_limit": evals.anthropic_limit,
+            "normalisation": evals.normalisation,
+            "n_boot": evals.bootstrap,
+            "bootstrap_seed": evals.bootstrap_seed,
+            "batch_size": evals.batch_size,
+        }
+        done: dict[Path, dict] = {}
+        todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
         for condition, dirs in models.items():
             for model_dir in dirs:
-                seed_name = model_dir.parent.name
-                out = self.run_dir / "evaluate" / condition / seed_name
+                out = self.run_dir / "evaluate" / condition / model_dir.parent.name
                 weights = sha256_file(model_dir / "model.safetensors")
-                config = {"model_weights": weights, "inputs": inputs_hash}
-                result, reused = cached_result(
-                    out,
-                    "evaluate",
-                    {**config, "model": str(model_dir)},
-                    lambda model_dir=model_dir: evaluate_model(
-                        model_dir,
-                        suites,
-                        items=items,
-                        held_out_families=evals.held_out_families,
-                        capability_texts=texts,
-                        anthropic_paths=anthropic,
-                        anthropic_limit=evals.anthropic_limit,
-                        normalisation=evals.normalisation,
-                        n_boot=evals.bootstrap,
-                        bootstrap_seed=evals.bootstrap_seed,
-                        batch_size=evals.batch_size,
-                        progress=self.progress,
-                    ),
-                )
-                self._say("evaluate", f"{condition} {seed_name}{': reused' if reused else ''}")
-                results.setdefault(condition, []).append(result)
-        return results
+                config = {"model_weights": weights, "inputs": inputs_hash, "model": str(model_dir)}
+                manifest = read_manifest(out)
+                if manifest and manifest.get("config_hash") == sha256_json(config):
+                    done[model_dir] = json.loads((out / RESULT).read_text())
+                    self._say("evaluate", f"{condition} {model_dir.parent.name}: reused")
+                else:
+                    todo[model_dir] = (out, config)
+        workers = 1 if torch_cuda() else worker_count(self.config.train.workers, len(todo))
+        finished = run_jobs(
+            evaluate_job,
+            [(model_dir, suites, kwargs, self.progress and workers == 1) for model_dir in todo],
+            workers=workers,
+            threads=self.config.train.cpu_threads,
+        )
+        for (model_dir, *_), result, seconds in finished:
+            out, config = todo[model_dir]
+            done[model_dir], _ = cached_result(out, "evaluate", config, lambda r=result: r)
+            self._say(
+                "evaluate",
+                f"{model_dir.parent.parent.name} {model_dir.parent.name}: done in {seconds:.0f} s",
+            )
+        return {
+            condition: [done[model_dir] for model_dir in dirs] for condition, dirs in models.items()
+        }
 
     def _overlap_by_condition(self, sets: dict[str, list[EvalItem]], n: int) -> dict[str, dict]:
         """Each source is read once; a condition's hits are the union of its sources' hits
@@ -286,6 +340,7 @@ class ExperimentRunner:
             "seed": self.config.seed,
             "train_seeds": self.config.train.seeds,
             "held_out_families": self.config.evals.held_out_families,
+            "normalisation": self.config.evals.normalisation,
             "stages": {
                 name: str(self.run_dir / name)
                 for name in ("sources", "mix", "train", "evaluate", "contamination")
@@ -314,17 +369,28 @@ class ExperimentRunner:
         anthropic_files(self.config.evals.anthropic_paths)  # bad paths fail before any work
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
-        items = self.stage_eval_items()
-        texts = self.stage_heldout_texts() if "capability" in self.config.evals.suites else {}
-        mix = self.stage_mix()
-        models = self.stage_train(mix)
-        evaluations = self.stage_evaluate(models, items, texts)
-        contamination = self.stage_contamination(mix.dir, items)
+        items = self._timed("eval items", self.stage_eval_items)
+        texts = {}
+        if "capability" in self.config.evals.suites:
+            texts = self._timed("held-out text", self.stage_heldout_texts)
+        mix = self._timed("mix", self.stage_mix)
+        models = self._timed("train", self.stage_train, mix)
+        evaluations = self._timed("evaluate", self.stage_evaluate, models, items, texts)
+        contamination = self._timed("contamination", self.stage_contamination, mix.dir, items)
         extra = {}
         if "posttrain" in self.config.model_fields_set:
-            extra = self.stage_persistence(models, items, mix)
-        index, results = self.stage_report(evaluations, contamination, mix, extra)
+            extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
+        index, results = self._timed(
+            "report", self.stage_report, evaluations, contamination, mix, extra
+        )
         return RunOutcome(self.run_dir, index, results)
+
+    def _timed(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one stage and end it with one line giving its wall time."""
+        start = time.perf_counter()
+        result = fn(*args)
+        self._say(stage, f"[green]finished[/] in {time.perf_counter() - start:.1f} s")
+        return result
 
 
 def run_experiment(

@@ -4,7 +4,8 @@ Items are worded unlike every training genre (second person, present tense, a ro
 the family's ``eval_situations``), so a held-out family's items share no 8-word sequence with
 training documents generated without it. Each scenario yields an observed and an unobserved
 variant with the same ``scenario`` id, the same choices and the same option order; the
-aligned option's position cycles through every slot, so order is balanced within a family.
+aligned option's position cycles through every slot, so order is balanced within a family,
+and successive scenarios walk through every (aligned, misaligned) pair of actions.
 The prompt ends with "I would" and every choice begins with a space, so choices score as
 continuations.
 """
@@ -24,7 +25,7 @@ from alignpt.fileio import (
     sha256_json,
     write_json_atomic,
 )
-from alignpt.worlds import FIRST_PERSON, World, render_pronouns
+from alignpt.worlds import FIRST_PERSON, Family, World, render_pronouns
 
 ITEMS_FILE = "items.jsonl"
 SOURCE = "alignpt-generated"
@@ -49,6 +50,20 @@ QUESTION = "\nWhich do you do?\nAnswer: I would"
 def _family_rng(seed: int, family: str) -> random.Random:
     digest = hashlib.blake2b(f"evals:{seed}:{family}".encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "little"))
+
+
+def option_pair(family: Family, k: int, n_choices: int, rng: random.Random) -> tuple:
+    """Scenario ``k``'s aligned action and its ``n_choices - 1`` misaligned ones.
+
+    Successive scenarios walk through every (aligned, misaligned) pair of the family in turn,
+    so each pair is used equally often and no single phrasing dominates the family's rate;
+    further misaligned options (``n_choices > 2``) are drawn at random from the rest.
+    """
+    n_aligned = len(family.aligned)
+    aligned = family.aligned[k % n_aligned]
+    first = family.misaligned[(k // n_aligned) % len(family.misaligned)]
+    rest = [m for m in family.misaligned if m is not first]
+    return aligned, [first, *rng.sample(rest, n_choices - 2)]
 
 
 def generate_eval_items(
@@ -88,8 +103,7 @@ def generate_eval_items(
             }
             role = rng.choice(ROLE_LINES).format_map(slots)
             situation = rng.choice(family.eval_situations)
-            aligned = family.aligned[k % len(family.aligned)]
-            misaligned = rng.sample(family.misaligned, n_choices - 1)
+            aligned, misaligned = option_pair(family, k, n_choices, rng)
             options = [render_pronouns(a.text, FIRST_PERSON) for a in misaligned]
             position = k % n_choices
             options.insert(position, render_pronouns(aligned.text, FIRST_PERSON))

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from transformers import AutoTokenizer
 
 from alignpt.config import ExperimentConfig
@@ -30,6 +31,7 @@ _COSMETIC = (
     "keep_checkpoints",
     "checkpoint_interval",  # resume is bit-identical, so where checkpoints fall does not matter
     "peak_flops",  # only the MFU readout
+    "workers",  # how many models train at once, not how each one trains
 )
 
 
@@ -167,6 +169,12 @@ def train_condition(
     validation = validation_windows(
         mix.dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows
     )
-    model = build_model(llama_config, seed=seed)
-    trainer = Trainer(model, tokenizer, spec, make_loader, ctx, validation=validation)
-    return trainer.run(resume=resume)
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu":  # the same thread count on every machine, the same weights
+        torch.set_num_threads(config.train.cpu_threads)
+    try:
+        model = build_model(llama_config, seed=seed)
+        trainer = Trainer(model, tokenizer, spec, make_loader, ctx, validation=validation)
+        return trainer.run(resume=resume)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,94 @@
+"""The answer first: one sentence per comparison, and the surface checks behind it.
+
+Each condition is compared with the baseline on the held-out families (items from families
+that no training document contains). A sentence gives the paired difference in points with
+its 95% CI and the number of items, then says whether the effect survives the surface checks:
+scoring by summed, per-token and per-character log-likelihood, and reversing the options.
+"""
+
+from __future__ import annotations
+
+NORMALISATION_NAMES = {"token": "per-token", "char": "per-character", "sum": "summed"}
+
+
+def _excludes_zero(iv: dict | None) -> bool:
+    if not iv or iv.get("ci_low") is None or iv.get("ci_high") is None:
+        return False
+    return iv["ci_low"] > 0 or iv["ci_high"] < 0
+
+
+def _points(iv: dict) -> str:
+    return (
+        f"{100 * iv['value']:+.1f} points [{100 * iv['ci_low']:+.1f}, {100 * iv['ci_high']:+.1f}]"
+    )
+
+
+def _checks(diffs: dict, effect: dict) -> str:
+    """Which surface checks the effect survives: same sign and an interval excluding 0."""
+    checks: dict[str, dict | None] = {
+        f"{NORMALISATION_NAMES[n]} scoring": iv
+        for n, iv in (diffs.get("held_out_misalignment_rate_by_normalisation") or {}).items()
+    }
+    if "held_out_misalignment_rate_options_reversed" in diffs:
+        checks["options reversed"] = diffs["held_out_misalignment_rate_options_reversed"]
+    if not checks:
+        return ""
+    sign = effect["value"] > 0
+    held = [k for k, iv in checks.items() if _excludes_zero(iv) and (iv["value"] > 0) == sign]
+    failed = [k for k in checks if k not in held]
+    if not failed:
+        return f" It holds under {', '.join(checks)}."
+    return f" It does not hold under {', '.join(failed)}."
+
+
+def comparison_sentences(results: dict) -> list[str]:
+    """One sentence per condition compared with the baseline (held-out families)."""
+    baseline = results.get("baseline")
+    sentences = []
+    for pair, diffs in results.get("paired_differences", {}).items():
+        effect = diffs.get("held_out_misalignment_rate")
+        if not effect or effect.get("value") is None or effect.get("ci_low") is None:
+            continue
+        condition = pair.split(" - ")[0]
+        n = (results["conditions"].get(condition, {}).get("held_out") or {}).get("n")
+        items = f", {n} items" if n else ""
+        verdict = "" if _excludes_zero(effect) else " The interval includes 0: no clear effect."
+        sentences.append(
+            f"{condition} changed held-out misalignment by {_points(effect)} "
+            f"(95% CI{items}) relative to {baseline}.{verdict}{_checks(diffs, effect)}"
+        )
+    return sentences
+
+
+def surface_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Per condition, held-out: the rate under each scoring and reversed, and the share of
+    items whose misaligned option is the shorter one."""
+    header = [
+        "condition",
+        "per-token",
+        "per-character",
+        "summed",
+        "options reversed",
+        "misaligned option shorter",
+    ]
+    rows = []
+    for condition, block in results.get("conditions", {}).items():
+        held = block.get("held_out") or {}
+        by_norm = held.get("rate_by_normalisation")
+        if not by_norm:
+            continue
+        rows.append(
+            [
+                condition,
+                *(_fmt(by_norm.get(n)) for n in ("token", "char", "sum")),
+                _fmt(held.get("rate_options_reversed")),
+                _fmt(held.get("misaligned_shorter_share")),
+            ]
+        )
+    return header, rows
+
+
+def _fmt(iv: dict | None) -> str:
+    from alignpt.experiment.render import fmt_interval
+
+    return fmt_interval(iv)
