@@ -25,3 +25,6 @@ class ConfigError(UserError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def __reduce__(self) -> tuple:  # survives a trip through a worker process intact
+        return (type(self), (self.problems,))
