@@ -1,6 +1,6 @@
 """How to use a 2-core CPU for the demo's models: the options the demo chose between.
 
-Trains the demo's model shape (``tiny`` preset, seq 128, batch 16, 4,096-token vocabulary) with
+Trains the demo's model shape (``tiny`` preset, seq 128, batch 16, 2,048-token vocabulary) with
 alignpt's Trainer in three ways, each for the same number of steps per model, and reports the
 aggregate tokens/s:
 
@@ -9,7 +9,7 @@ aggregate tokens/s:
 - ``parallel``: one single-threaded process per core, all at once (what ``alignpt run`` does
   on a CPU: ``experiment/parallel.py``).
 
-    python benchmarks/bench_demo_parallel.py --steps 40
+    python benchmarks/bench_demo_parallel.py --steps 98 --models 4   # the demo's 4 x 200k tokens
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import ListLoader, word_level_tokenizer
 
 
-def train_once(steps: int, threads: int | None, compile_model: bool, seed: int = 0) -> float:
+def train_once(
+    steps: int, threads: int | None, compile_model: bool, seed: int = 0, vocab: int = 2048
+) -> float:
     """Train one demo-shaped model for ``steps`` steps; returns wall seconds."""
     if threads is not None:
         torch.set_num_threads(threads)
-    vocab, seq_len, batch = 4096, 128, 16
+    seq_len, batch = 128, 16
     config = build_llama_config("tiny", vocab_size=vocab, seq_len=seq_len)
     generator = torch.Generator().manual_seed(seed)
     batches = [
@@ -85,8 +87,9 @@ def train_once(steps: int, threads: int | None, compile_model: bool, seed: int =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per model")
-    parser.add_argument("--models", type=int, default=2, help="models to train")
+    parser.add_argument("--steps", type=int, default=98, help="optimizer steps per model")
+    parser.add_argument("--models", type=int, default=4, help="models to train")
+    parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tokens = args.models * args.steps * 16 * 128
@@ -102,17 +105,17 @@ def main() -> None:
     }
     start = time.perf_counter()
     for seed in range(args.models):
-        train_once(args.steps, None, False, seed)
+        train_once(args.steps, None, False, seed, args.vocab)
     figures["serial_tokens_per_s"] = tokens / (time.perf_counter() - start)
     try:
         start = time.perf_counter()
         for seed in range(args.models):
-            train_once(args.steps, None, True, seed)
+            train_once(args.steps, None, True, seed, args.vocab)
         figures["compile_tokens_per_s"] = tokens / (time.perf_counter() - start)
     except Exception as error:  # no C++ compiler, or inductor unsupported here
         figures["compile_tokens_per_s"] = f"failed: {type(error).__name__}"
     start = time.perf_counter()
-    jobs = [(args.steps, 1, False, seed) for seed in range(args.models)]
+    jobs = [(args.steps, 1, False, seed, args.vocab) for seed in range(args.models)]
     for _ in run_jobs(train_once, jobs, workers=min(cores, args.models), threads=1):
         pass
     figures["parallel_tokens_per_s"] = tokens / (time.perf_counter() - start)

@@ -195,8 +195,8 @@ class EvalsConfig(Strict):
     bootstrap: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
     normalisation: Literal["sum", "char", "token"] = Field(
-        "token",
-        description="choice score: log-likelihood per token (default), per character, or summed",
+        "char",
+        description="choice score: log-likelihood per character (default), per token, or summed",
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
 

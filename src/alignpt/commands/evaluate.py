@@ -33,7 +33,7 @@ def evaluate_command(
         None, "--limit", min=1, help="At most this many items per Anthropic file / text set."
     ),
     normalisation: str = typer.Option(
-        "token", help="Choice score: token (mean per token), char (per character) or sum."
+        "char", help="Choice score: char (per character), token (per token) or sum."
     ),
     n_boot: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),

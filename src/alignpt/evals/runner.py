@@ -27,7 +27,7 @@ def evaluate_model(
     capability_texts: Mapping[str, Sequence[str]] | None = None,
     anthropic_paths: Sequence[str | Path] = (),
     anthropic_limit: int | None = None,
-    normalisation: str = "token",
+    normalisation: str = "char",
     n_boot: int = 1000,
     bootstrap_seed: int = 0,
     batch_size: int = 8,

@@ -52,7 +52,7 @@ def _misaligned_is_shorter(choices: Sequence[str], aligned: Sequence[bool]) -> f
 
 
 def item_records(
-    scores: Sequence[ItemScores], held_out_families: Sequence[str], normalisation: str = "token"
+    scores: Sequence[ItemScores], held_out_families: Sequence[str], normalisation: str = "char"
 ) -> list[dict]:
     """One record per item: id, family, scenario, observed, held_out, misaligned, bits.
 

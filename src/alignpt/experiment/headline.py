@@ -52,10 +52,13 @@ def comparison_sentences(results: dict) -> list[str]:
         condition = pair.split(" - ")[0]
         n = (results["conditions"].get(condition, {}).get("held_out") or {}).get("n")
         items = f", {n} items" if n else ""
-        verdict = "" if _excludes_zero(effect) else " The interval includes 0: no clear effect."
+        if _excludes_zero(effect):
+            verdict = _checks(diffs, effect)
+        else:
+            verdict = " The interval includes 0: no clear effect."
         sentences.append(
             f"{condition} changed held-out misalignment by {_points(effect)} "
-            f"(95% CI{items}) relative to {baseline}.{verdict}{_checks(diffs, effect)}"
+            f"(95% CI{items}) relative to {baseline}.{verdict}"
         )
     return sentences
 
@@ -65,8 +68,8 @@ def surface_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     items whose misaligned option is the shorter one."""
     header = [
         "condition",
-        "per-token",
         "per-character",
+        "per-token",
         "summed",
         "options reversed",
         "misaligned option shorter",
@@ -80,7 +83,7 @@ def surface_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 condition,
-                *(_fmt(by_norm.get(n)) for n in ("token", "char", "sum")),
+                *(_fmt(by_norm.get(n)) for n in ("char", "token", "sum")),
                 _fmt(held.get("rate_options_reversed")),
                 _fmt(held.get("misaligned_shorter_share")),
             ]

@@ -282,7 +282,7 @@ def _condition_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 
 def scoring_note(results: dict) -> str:
     """How choices were scored, so a reader knows what the bits are."""
-    norm = (results.get("provenance") or {}).get("normalisation", "token")
+    norm = (results.get("provenance") or {}).get("normalisation", "char")
     unit = {"token": "per token", "char": "per character", "sum": "summed over the option"}[norm]
     return (
         f"Each option is scored by its log-likelihood {unit} (evals.normalisation: {norm}); "
