@@ -57,7 +57,9 @@ def trained_stream(config: ExperimentConfig, condition: str) -> str:
     """sha256 of every batch the trainer reads for ``condition``, phase after phase."""
     mix_dir = config.run_dir / "mix"
     digest = hashlib.sha256()
-    for phase in plan_phases(config.train, condition_phases(mix_dir, condition), 32):
+    for phase in plan_phases(
+        config.train, condition_phases(mix_dir, condition), config.model.seq_len
+    ):
         loader = iter(
             TokenWindowLoader(
                 mix_dir,
