@@ -271,7 +271,8 @@ class StudyConfig(Strict):
 
     ``x`` gives each condition its x-value (dose share, phase, disclosed or not); a condition
     not listed gets a value derived from its sources (the sum of ``dose_share`` for ``dose``,
-    the dosed sources' phases for ``placement``, else the condition name).
+    for ``placement`` the phases of the sources with a dose or a phase other than
+    pretrain, else the condition name).
     """
 
     kind: Literal["persistence", "placement", "dose", "disclosure"]

@@ -263,9 +263,11 @@ def study_x(config: ExperimentConfig, condition: str) -> float | str:
     sources = config.conditions[condition].sources.values()
     if study.kind == "dose":
         return float(sum(s.dose_share or 0.0 for s in sources))
-    if study.kind == "placement":
-        dosed = [s.phase for s in sources if s.dose_share or s.dose_tokens]
-        return "+".join(dict.fromkeys(dosed)) or "none"
+    if study.kind == "placement":  # a finetune-only source has no dose but is still placed
+        placed = [
+            s.phase for s in sources if s.dose_share or s.dose_tokens or s.phase != "pretrain"
+        ]
+        return "+".join(dict.fromkeys(placed)) or "none"
     return condition
 
 
