@@ -270,6 +270,18 @@ class StudyConfig(Strict):
     x_label: str | None = Field(None, description="axis label; default from kind")
 
 
+class PlanConfig(Strict):
+    """Assumptions ``alignpt plan`` prices a run with (its CLI flags override them)."""
+
+    gpu: Literal["h100", "h200", "a100"] = Field("h100", description="GPU type of the run")
+    gpus: int = Field(1, ge=1, description="GPUs per training run (data-parallel ranks)")
+    mfu: float = Field(0.4, gt=0.0, le=1.0, description="model FLOPs utilisation assumed")
+    price_per_gpu_hour: float | None = Field(None, ge=0.0, description="for the cost column")
+    corpus_tokens: int | None = Field(
+        None, ge=1, description="tokens in the source shards; default: the largest condition's"
+    )
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -285,6 +297,7 @@ class ExperimentConfig(Strict):
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
     study: StudyConfig | None = None
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:
