@@ -128,6 +128,7 @@ def test_cli_flags_override_the_plan_section_and_vocab_sets_bytes_per_token():
     cond = report["conditions"]["plain"]
     assert cond["gpu_hours"] == pytest.approx(cond["flops"] / (989.4e12 * 0.25) / 3600)
     assert report["memory"]["fsdp"]["gathered_layers_gib"] == 0  # one GPU: nothing sharded
+    assert report["memory"]["ddp"]["ddp_buckets_gib"] == 0  # and no DDP wrapper
 
 
 def test_torch_free_shape_matches_the_built_model():

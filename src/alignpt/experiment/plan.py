@@ -12,7 +12,7 @@ k = key/value width, s = sequence length, b = micro-batch per GPU, G = GPUs):
 - GPU-hours = FLOPs / (peak bf16 FLOP/s x MFU) / 3600
 - checkpoint = 4 N (fp32 safetensors weights) + 8 N (AdamW exp_avg and exp_avg_sq, fp32)
 - DDP memory per GPU = 16 N (fp32 weights, grads, AdamW m and v) + 4 N (DDP's gradient
-  buckets) + activations
+  buckets, when G > 1) + activations
 - FSDP memory per GPU = 16 N / G + 16 x (largest layer + root parameters: the gathered fp32
   weights and unsharded grads of the current and the prefetched layer, and of the root module)
   + activations
@@ -102,7 +102,7 @@ def memory_per_gpu(
     ddp_states = 16 * n
     ddp = {
         "weights_grads_adamw_gib": ddp_states / GIB,
-        "ddp_buckets_gib": 4 * n / GIB,
+        "ddp_buckets_gib": 4 * n / GIB if gpus > 1 else 0.0,  # one GPU: no DDP wrapper
         "activations_gib": activations / GIB,
     }
     root = params["total"] - shape.num_hidden_layers * layer_parameters(shape)
