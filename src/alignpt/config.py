@@ -171,6 +171,10 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
     compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
     peak_flops: float | None = Field(None, gt=0, description="for MFU; default: known GPUs")
+    loss: Literal["full", "chunked"] = Field(
+        "full", description="chunked: cross-entropy by token chunks, never the full logits"
+    )
+    loss_chunk_tokens: int = Field(8192, ge=1, description="tokens per chunk of the chunked loss")
 
 
 class EvalsConfig(Strict):
