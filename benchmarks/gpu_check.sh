@@ -112,16 +112,20 @@ if metrics:
     rates = [r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > 20]
 if rates:
     import torch
-    from transformers import AutoTokenizer
 
     seq, batch = config["model"]["seq_len"], config["train"]["batch_size"]
-    tokenizer = AutoTokenizer.from_pretrained(metrics[0].parent / "final")
-    model = build_llama_config("small", vocab_size=len(tokenizer), seq_len=seq)
+    final = metrics[0].parent / "final" / "config.json"  # absent if the run was cut short
+    vocab = (
+        json.loads(final.read_text())["vocab_size"]
+        if final.is_file()
+        else config["tokenizer"]["vocab_size"]
+    )
+    model = build_llama_config("small", vocab_size=vocab, seq_len=seq)
     rate = statistics.median(rates)
     peak = peak_flops(torch.device(device))
     util = f"{rate * flops_per_token(model, seq) / peak:.1%}" if peak else "n/a"
     print(
-        f"| `alignpt train` alignment_upsampled, small (vocab {len(tokenizer)}), seq {seq}, "
+        f"| `alignpt train` alignment_upsampled, small (vocab {vocab}), seq {seq}, "
         f"batch {batch}, {config['train']['tokens']:,} tokens | {rate:,.0f} | {util} | | | "
         "≥ 35% MFU |"
     )
