@@ -167,14 +167,14 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(
         2, ge=1, description="interval checkpoints kept (phase ends kept)"
     )
-    distributed: Literal["ddp", "fsdp"] = "ddp"
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
-    compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
-    peak_flops: float | None = Field(None, gt=0, description="for MFU; default: known GPUs")
     loss: Literal["full", "chunked"] = Field(
         "full", description="chunked: cross-entropy by token chunks, never the full logits"
     )
     loss_chunk_tokens: int = Field(8192, ge=1, description="tokens per chunk of the chunked loss")
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
+    compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
+    peak_flops: float | None = Field(None, gt=0, description="for MFU; default: known GPUs")
 
 
 class EvalsConfig(Strict):
