@@ -8,8 +8,13 @@ Runs alternate A/B/A/B so a shared, noisy machine hits both alike; the best run 
 is the least-disturbed estimate of its speed (the median is reported too).
 
 CPU:  python benchmarks/bench_train.py --preset tiny --steps 30 --rounds 8
-GPU:  python benchmarks/bench_train.py --device cuda --preset base --seq-len 1024 \
+GPU:  python benchmarks/bench_train.py --device cuda --preset base --vocab 50304 --seq-len 1024 \
           --batch-size 32 --steps 50 --rounds 2      (bf16 autocast + torch.compile + fused AdamW)
+      (benchmarks/gpu_check.sh runs the whole one-GPU check)
+
+Besides the wall rates (which include compilation on a GPU and the saves), ``*_steady_*``
+figures leave out each run's first ``--warmup`` steps: the hand loop restarts its clock after
+them, alignpt's figure is the median of the rates its loop logs after them (``metrics.jsonl``).
 """
 
 from __future__ import annotations
@@ -60,14 +65,19 @@ def word_level_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(model), eos_token="<|endoftext|>")
 
 
-def hand_loop(args, config, batches, device) -> float:
-    """Minimal loop: the peer a user would write by hand. Returns tokens/s."""
+def hand_loop(args, config, batches, device) -> tuple[float, float | None]:
+    """Minimal loop: the peer a user would write by hand. Returns (wall, steady) tokens/s."""
     model = build_model(config, seed=0).to(device)
     train = TrainConfig(batch_size=args.batch_size, lr=3e-3)
     optimizer = adamw(model, train, device)
     step_model = torch.compile(model) if device.type == "cuda" else model
-    start = time.perf_counter()
-    for batch in batches:
+    skip = args.warmup if len(batches) > 2 * args.warmup else 0
+    start = steady_start = time.perf_counter()
+    for index, batch in enumerate(batches):
+        if index == skip and skip:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            steady_start = time.perf_counter()
         batch = batch.to(device, non_blocking=True)
         with autocast_context(train, device):
             logits = step_model(input_ids=batch[:, :-1]).logits
@@ -80,18 +90,22 @@ def hand_loop(args, config, batches, device) -> float:
         optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return len(batches) * batches[0][:, 1:].numel() / (time.perf_counter() - start)
+    end = time.perf_counter()
+    per_batch = batches[0][:, 1:].numel()
+    steady = (len(batches) - skip) * per_batch / (end - steady_start) if skip else None
+    return len(batches) * per_batch / (end - start), steady
 
 
-def alignpt_loop(args, config, batches, device, tokenizer) -> float:
-    """alignpt's Trainer over the same batches. Returns tokens/s (wall, incl. saves)."""
+def alignpt_loop(args, config, batches, device, tokenizer) -> tuple[float, float | None]:
+    """alignpt's Trainer over the same batches. Returns (wall incl. saves, steady) tokens/s."""
     train = TrainConfig(
         tokens=len(batches) * args.batch_size * args.seq_len,
         batch_size=args.batch_size,
         lr=3e-3,
         checkpoint_interval=10**9,
         eval_interval=10**9,
-        log_interval=10,
+        log_interval=max(1, min(10, args.warmup)),
+        loss=args.loss,
     )
     with tempfile.TemporaryDirectory() as tmp:
         spec = RunSpec(
@@ -115,7 +129,17 @@ def alignpt_loop(args, config, batches, device, tokenizer) -> float:
         )
         start = time.perf_counter()
         trainer.run()
-        return len(batches) * batches[0][:, 1:].numel() / (time.perf_counter() - start)
+        wall = len(batches) * batches[0][:, 1:].numel() / (time.perf_counter() - start)
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").open()]
+        logged = [
+            r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > args.warmup
+        ]
+        return wall, (float(np.median(logged)) if logged else None)
+
+
+def _best(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
 
 
 def main() -> None:
@@ -128,7 +152,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=8, help="A/B pairs")
+    parser.add_argument(
+        "--warm-runs",
+        type=int,
+        default=1,
+        help="untimed runs of both loops over --warmup batches before the rounds (0: none; "
+        "the steady figures leave out each run's first --warmup steps anyway)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument(
+        "--loss", choices=["full", "chunked"], default="full", help="alignpt's train.loss"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     config = build_llama_config(args.preset, vocab_size=args.vocab, seq_len=args.seq_len)
@@ -139,12 +173,17 @@ def main() -> None:
     ]
     tokenizer = word_level_tokenizer(args.vocab)
     warm = batches[: args.warmup]
-    hand_loop(args, config, warm, device)  # kernels, allocator and compile caches
-    alignpt_loop(args, config, warm, device, tokenizer)
-    hand, ours = [], []
+    for _ in range(args.warm_runs):  # kernels, allocator and compile caches
+        hand_loop(args, config, warm, device)
+        alignpt_loop(args, config, warm, device, tokenizer)
+    hand, ours, hand_steady, ours_steady = [], [], [], []
     for round_index in range(args.rounds):
-        hand.append(hand_loop(args, config, batches, device))
-        ours.append(alignpt_loop(args, config, batches, device, tokenizer))
+        wall, steady = hand_loop(args, config, batches, device)
+        hand.append(wall)
+        hand_steady.append(steady)
+        wall, steady = alignpt_loop(args, config, batches, device, tokenizer)
+        ours.append(wall)
+        ours_steady.append(steady)
         print(f"round {round_index}: hand {hand[-1]:,.0f} tok/s  alignpt {ours[-1]:,.0f} tok/s")
     per_token = flops_per_token(config, args.seq_len)
     peak = peak_flops(device)
@@ -167,6 +206,11 @@ def main() -> None:
         ),
         "alignpt_mfu": mfu(max(ours), per_token, peak),
         "flops_per_token": per_token,
+        "loss": args.loss,
+        "hand_steady_tokens_per_s": _best(hand_steady),
+        "alignpt_steady_tokens_per_s": _best(ours_steady),
+        "hand_steady_mfu": mfu(_best(hand_steady) or 0.0, per_token, peak),
+        "alignpt_steady_mfu": mfu(_best(ours_steady) or 0.0, per_token, peak),
     }
     print(json.dumps(result, indent=2))
     if args.json:

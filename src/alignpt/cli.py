@@ -12,6 +12,7 @@ from alignpt.commands import docs as docs_commands
 from alignpt.commands import evaluate as evaluate_commands
 from alignpt.commands import generate as generate_commands
 from alignpt.commands import mix as mix_commands
+from alignpt.commands import plan as plan_commands
 from alignpt.commands import posttrain as posttrain_commands
 from alignpt.commands import run as run_commands
 from alignpt.commands import train as train_commands
@@ -47,6 +48,7 @@ docs_commands.register(app)
 evaluate_commands.register(app)
 generate_commands.register(app)
 mix_commands.register(app)
+plan_commands.register(app)
 posttrain_commands.register(app)
 run_commands.register(app)
 train_commands.register(app)

@@ -167,6 +167,10 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(
         2, ge=1, description="interval checkpoints kept (phase ends kept)"
     )
+    loss: Literal["full", "chunked"] = Field(
+        "full", description="chunked: cross-entropy by token chunks, never the full logits"
+    )
+    loss_chunk_tokens: int = Field(8192, ge=1, description="tokens per chunk of the chunked loss")
     distributed: Literal["ddp", "fsdp"] = "ddp"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
     compile: bool | None = Field(None, description="torch.compile; default: on for CUDA")
@@ -280,6 +284,18 @@ class StudyConfig(Strict):
     x_label: str | None = Field(None, description="axis label; default from kind")
 
 
+class PlanConfig(Strict):
+    """Assumptions ``alignpt plan`` prices a run with (its CLI flags override them)."""
+
+    gpu: Literal["h100", "h200", "a100"] = Field("h100", description="GPU type of the run")
+    gpus: int = Field(1, ge=1, description="GPUs per training run (data-parallel ranks)")
+    mfu: float = Field(0.4, gt=0.0, le=1.0, description="model FLOPs utilisation assumed")
+    price_per_gpu_hour: float | None = Field(None, ge=0.0, description="for the cost column")
+    corpus_tokens: int | None = Field(
+        None, ge=1, description="tokens in the source shards; default: the largest condition's"
+    )
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -295,6 +311,7 @@ class ExperimentConfig(Strict):
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
     study: StudyConfig | None = None
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:

@@ -2,9 +2,27 @@
 
 Public API: ``build_mix``, ``MixResult``, ``condition_phases``, ``loader.TokenWindowLoader``.
 Semantics of weights, doses, upsampling, filters, phases and ordering: ``README.md`` here.
+
+Names load on first use (PEP 562), so ``mix.plan`` and ``mix.shards`` import without torch.
 """
 
-from alignpt.mix.build import MixResult, build_mix, manifest_sha256
-from alignpt.mix.loader import TokenWindowLoader, condition_phases
+from __future__ import annotations
 
-__all__ = ["MixResult", "TokenWindowLoader", "build_mix", "condition_phases", "manifest_sha256"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "MixResult": "alignpt.mix.build",
+    "build_mix": "alignpt.mix.build",
+    "manifest_sha256": "alignpt.mix.build",
+    "TokenWindowLoader": "alignpt.mix.loader",
+    "condition_phases": "alignpt.mix.loader",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'alignpt.mix' has no attribute {name!r}")

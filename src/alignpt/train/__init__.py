@@ -2,9 +2,28 @@
 
 Public API: ``train_condition`` (one condition's model from its mix) and, for custom data,
 ``loop.Trainer`` with ``loop.RunSpec`` over any loader factory.
+
+Names load on first use (PEP 562), so torch-free helpers such as ``train.flops``,
+``train.schedule.plan_phases`` and ``train.presets.model_shape`` import without torch
+(``alignpt plan`` relies on it).
 """
 
-from alignpt.train.api import train_condition
-from alignpt.train.presets import PRESETS, build_llama_config, build_model
+from __future__ import annotations
 
-__all__ = ["PRESETS", "build_llama_config", "build_model", "train_condition"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "alignpt.train.presets",
+    "build_llama_config": "alignpt.train.presets",
+    "build_model": "alignpt.train.presets",
+    "train_condition": "alignpt.train.api",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'alignpt.train' has no attribute {name!r}")

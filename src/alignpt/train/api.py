@@ -42,6 +42,9 @@ def default_out_dir(config: ExperimentConfig, condition: str, seed: int) -> Path
 def train_hash(config: ExperimentConfig) -> str:
     """Hash of everything in the config that shapes the trained weights (mix aside)."""
     train = config.train.model_dump(mode="json", exclude=set(_COSMETIC))
+    if train.get("loss") == "full":  # the default, and the only loss before the option existed:
+        del train["loss"]  # left out so earlier runs still resume and count as finished
+        train.pop("loss_chunk_tokens", None)  # only read by the chunked loss
     return sha256_json({"model": config.model.model_dump(mode="json"), "train": train})
 
 

@@ -29,6 +29,7 @@ from alignpt.config import TrainConfig
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path
 from alignpt.train import checkpoint as ckpt
+from alignpt.train.chunked_loss import ChunkedLossLM
 from alignpt.train.distributed import DistContext, barrier, mean_across_ranks, wrap_model
 from alignpt.train.flops import flops_per_token, mfu, peak_flops
 from alignpt.train.schedule import PhasePlan, make_scheduler, micro_batch_size, tokens_per_step
@@ -158,13 +159,26 @@ class Trainer:
         if ctx.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
         self.fsdp = ctx.distributed and self.train.distributed == "fsdp"
+        self.chunked = self.train.loss == "chunked"
+        if self.chunked and self.fsdp:
+            raise UserError(
+                "train.loss: 'chunked' runs on one device or with DDP, not with "
+                "train.distributed: fsdp (its output head stays sharded outside the model)"
+            )
         if self.fsdp:  # FSDP2: shard the plain modules, then compile the sharded model
             self.model = wrap_model(self.raw_model, ctx, "fsdp")
             if compile_model:
                 self.model = torch.compile(self.model)
         else:  # DDP over the compiled module, as in PyTorch's DDP + compile recipe
-            step_model = torch.compile(self.raw_model) if compile_model else self.raw_model
+            base = (
+                ChunkedLossLM(self.raw_model, self.train.loss_chunk_tokens)
+                if self.chunked
+                else self.raw_model
+            )
+            step_model = torch.compile(base) if compile_model else base
             self.model = wrap_model(step_model, ctx, "ddp")
+        # Validation needs logits: the chunked wrapper only returns a loss.
+        self.eval_model = self.raw_model if self.chunked else self.model
         # Compiled, the fp32 upcast of the logits fuses into the loss kernel (no fp32 copy).
         self.loss_fn = torch.compile(next_token_loss) if compile_model else next_token_loss
         # After wrapping: FSDP replaces the parameters with sharded ones.
@@ -209,9 +223,13 @@ class Trainer:
         for micro in range(accum):
             batch = self._next_batch(batches, phase)
             with self._grad_sync(micro == accum - 1):
-                with self._autocast():
-                    logits = self.model(input_ids=batch[:, :-1], use_cache=False).logits
-                loss = self.loss_fn(logits, batch[:, 1:])
+                if self.chunked:  # the output head runs inside the loss, under autocast
+                    with self._autocast():
+                        loss = self.model(batch[:, :-1], batch[:, 1:])
+                else:
+                    with self._autocast():
+                        logits = self.model(input_ids=batch[:, :-1], use_cache=False).logits
+                    loss = self.loss_fn(logits, batch[:, 1:])
                 (loss / accum).backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
@@ -313,7 +331,7 @@ class Trainer:
             return
         results = {
             name: validation_loss(
-                self.model,
+                self.eval_model,
                 windows,
                 batch_size=self.micro_batch,
                 device=self.ctx.device,

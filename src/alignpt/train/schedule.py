@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
-from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule
+from typing import TYPE_CHECKING
 
 from alignpt.config import TrainConfig
 from alignpt.errors import UserError
+
+if TYPE_CHECKING:  # torch loads only for the scheduler, so ``alignpt plan`` stays torch-free
+    import torch
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Warmup-stable-decay or cosine over every step of every phase (transformers' schedules)."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule
+
     warmup = round(total_steps * train.warmup_fraction)
     if train.schedule == "cosine":
         return get_cosine_with_min_lr_schedule_with_warmup(
