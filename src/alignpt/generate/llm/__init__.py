@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpt.config import GenerateSpec, LLMSpec
-from alignpt.documents import Document, DocumentWriter, read_documents
+from alignpt.documents import Document, DocumentWriter
 from alignpt.errors import UserError
 from alignpt.executors import build_executor, check_executor
 from alignpt.fileio import (
@@ -102,24 +102,25 @@ def work_dir_for(out_dir: Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.llm-work")
 
 
-def _prepare_work_dir(work: Path, config_hash: str) -> None:
-    """Reuse ``work`` only if it belongs to this run's config; otherwise start it afresh."""
+def _discard_stale_work_dir(work: Path, config_hash: str) -> None:
+    """Remove ``work`` unless it belongs to this run's config (then a resume reuses it)."""
     marker = work / "config_hash"
     if work.exists() and (not marker.is_file() or marker.read_text() != config_hash):
         shutil.rmtree(work)
-    if not work.exists():
-        work.mkdir(parents=True)
-        marker.write_text(config_hash)
 
 
-def _pending(jobs: JobFactory, store: RequestStore, work: Path) -> list[int]:
+def _pending(jobs: JobFactory, cache_dir: Path, work: Path) -> list[int]:
     """Indices whose completions are not all cached; fixed at a run's first start."""
     path = work / PENDING_FILE
     if path.is_file():
         return json.loads(path.read_text())
-    pending = [i for i in range(jobs.n) if jobs.resolve(jobs.job(i), store) is None]
-    write_json_atomic(path, pending)
-    return pending
+    if not cache_dir.is_dir():
+        return list(range(jobs.n))
+    store = RequestStore(cache_dir)
+    try:
+        return [i for i in range(jobs.n) if jobs.resolve(jobs.job(i), store) is None]
+    finally:
+        store.close()
 
 
 def _request(
@@ -155,10 +156,14 @@ def _failures(work: Path) -> dict[int, str]:
     if not results.is_dir():
         return failures
     for path in sorted(results.glob("*.jsonl")):
-        for doc in read_documents(path, strict=False):
-            records = doc.metadata.get("rollout_results") or []
+        # datatrove's own records (empty text), so not read as alignpt documents
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            metadata = json.loads(line).get("metadata") or {}
+            records = metadata.get("rollout_results") or []
             if records and records[0].get("status") == "failed":
-                failures[int(doc.metadata["index"])] = str(records[0].get("error"))
+                failures[int(metadata["index"])] = str(records[0].get("error"))
     return failures
 
 
@@ -322,12 +327,14 @@ def write_llm_documents_dir(
     jobs = JobFactory(spec, world, seed=seed, source=source)
     cache_dir = Path(llm.cache_dir) if llm.cache_dir else default_cache_dir(out_dir)
     work = work_dir_for(out_dir)
-    _prepare_work_dir(work, config_hash)
-    store = RequestStore(cache_dir)
-    pending = _pending(jobs, store, work)
-    store.close()
+    _discard_stale_work_dir(work, config_hash)
+    pending = _pending(jobs, cache_dir, work)
     if pending:
-        probe(llm)
+        probe(llm)  # before anything is written: a bad endpoint leaves no trace
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config_hash").write_text(config_hash)
+    write_json_atomic(work / PENDING_FILE, pending)
+    if pending:
         _request(jobs, spec, world, seed, source, cache_dir, work, pending)
     store = RequestStore(cache_dir)
     try:

@@ -74,15 +74,28 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _query(conn: sqlite3.Connection, sql: str, args: tuple = ()) -> list[tuple]:
+    """Rows of ``sql``; none from a shard whose writer has not created its table yet."""
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
 class RequestStore:
-    """Lookups over every shard in ``directory``; writes to this task's shard."""
+    """Lookups over every shard in ``directory``; writes to this task's shard.
+
+    Without a ``rank`` the store only reads, and a missing directory is an empty cache.
+    """
 
     def __init__(self, directory: str | Path, *, rank: int | None = None) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._writer: sqlite3.Connection | None = None
         own = None
         if rank is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
             own = self.directory / f"rank-{rank:05d}.sqlite"
             self._writer = _connect(own, readonly=False)
         self._readers = [self._writer] if self._writer is not None else []
@@ -92,13 +105,14 @@ class RequestStore:
 
     def get(self, key: str) -> Completion | None:
         for conn in self._readers:
-            row = conn.execute(
+            rows = _query(
+                conn,
                 "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM requests "
                 "WHERE key = ?",
                 (key,),
-            ).fetchone()
-            if row is not None:
-                return Completion(*row)
+            )
+            if rows:
+                return Completion(*rows[0])
         return None
 
     def put(self, key: str, prompt_hash: str, completion: Completion) -> None:
@@ -120,7 +134,7 @@ class RequestStore:
         """Every cached prompt's hash (used to check that no finished request is repeated)."""
         hashes: set[str] = set()
         for conn in self._readers:
-            hashes.update(row[0] for row in conn.execute("SELECT prompt_sha256 FROM requests"))
+            hashes.update(row[0] for row in _query(conn, "SELECT prompt_sha256 FROM requests"))
         return hashes
 
     def close(self) -> None:

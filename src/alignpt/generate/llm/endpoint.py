@@ -175,10 +175,12 @@ class RetryingEndpoint(InferenceServer):
                 status = response.status_code
                 if status == 200:
                     try:
-                        self.counters["http_responses"] += 1
-                        return check_completion(response.json())
+                        body = check_completion(response.json())
                     except ValueError as exc:
                         last, reason = f"malformed response: {exc}", "malformed"
+                    else:
+                        self.counters["http_responses"] += 1
+                        return body
                 elif status == 429:
                     last, reason, hint = "HTTP 429", "rate_limited", retry_after(response)
                 elif status >= 500:
