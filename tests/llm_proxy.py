@@ -8,6 +8,9 @@ server. With ``--rate`` > 0 it injects faults on a schedule drawn from ``--seed`
 dropped connection; ``empty`` (a 200 with no text) only when named in ``--faults``.
 Prompts whose hash falls under ``--permanent`` always get a 500.
 
+With ``--tag`` every completion it passes back starts with ``[<first 12 hex of the
+prompt's hash>]``, so a test can check that each document came from its own prompt.
+
 Run: ``python tests/llm_proxy.py --upstream http://127.0.0.1:8000 --port 0 --log log.jsonl``;
 it prints ``PORT <n>`` once listening.
 """
@@ -44,7 +47,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
             session["s"] = ClientSession(timeout=ClientTimeout(total=600))
         return session["s"]
 
-    async def forward(request: web.Request, body: bytes) -> web.Response:
+    async def forward(request: web.Request, body: bytes, tag: str | None) -> web.Response:
         client = await upstream()
         async with client.request(
             request.method,
@@ -53,6 +56,11 @@ def build_app(args: argparse.Namespace) -> web.Application:
             headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
         ) as response:
             payload = await response.read()
+            if tag is not None and response.status == 200:
+                reply = json.loads(payload)
+                message = reply["choices"][0]["message"]
+                message["content"] = f"[{tag}] {message['content']}"
+                payload = json.dumps(reply).encode()
             return web.Response(
                 body=payload, status=response.status, content_type="application/json"
             )
@@ -62,6 +70,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
         auth = request.headers.get("Authorization")
         if key is not None and auth != f"Bearer {key}":
             return web.json_response({"error": "bad key"}, status=401)
+        tag = None
         if request.path.endswith("/chat/completions"):
             messages = json.loads(body)["messages"]
             digest = prompt_hash(messages)
@@ -71,6 +80,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
                 fault = "500"
             elif faults and rng.random() < args.rate:
                 fault = rng.choice(faults)
+            tag = digest[:12] if args.tag else None
             entry = {"prompt": digest, "fault": fault, "auth": auth is not None}
             log.write(json.dumps(entry) + "\n")
             if fault == "429":
@@ -92,7 +102,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
                 assert request.transport is not None
                 request.transport.abort()
                 return web.Response(status=500)
-        return await forward(request, body)
+        return await forward(request, body, tag)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -120,6 +130,7 @@ if __name__ == "__main__":
     parser.add_argument("--permanent", type=float, default=0.0)
     parser.add_argument("--hang", type=float, default=5.0)
     parser.add_argument("--expect-key-env", default=None)
+    parser.add_argument("--tag", action="store_true", help="prefix replies with [prompt hash]")
     try:
         asyncio.run(main(parser.parse_args()))
     except KeyboardInterrupt:

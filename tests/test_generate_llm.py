@@ -24,8 +24,9 @@ import yaml
 from alignpt.config import GenerateSpec, QualityGate
 from alignpt.documents import read_documents
 from alignpt.generate import write_documents_dir
-from alignpt.generate.llm.cache import RequestStore
+from alignpt.generate.llm.cache import RequestStore, prompt_sha256
 from alignpt.generate.llm.gate import Gate
+from alignpt.generate.llm.jobs import JobFactory
 from alignpt.worlds import load_world
 
 pytest.importorskip("fastapi")
@@ -156,7 +157,8 @@ def test_kill_and_resume_gives_the_uninterrupted_documents(server, reference, tm
 def test_faults_lose_and_duplicate_nothing(server, reference, tmp_path):
     url, model = server
     log = tmp_path / "requests.jsonl"
-    with fault_proxy(url, log, rate=0.5, seed=3, hang=10.0) as proxy:
+    # seed 42 draws each of the five faults once before the sixth success
+    with fault_proxy(url, log, rate=0.5, seed=42, hang=10.0) as proxy:
         spec = spec_for(proxy, model, tmp_path / "cache", timeout=6.0)
         manifest = run_in_process(spec, tmp_path / "docs")
     assert docs_of(tmp_path / "docs") == reference
@@ -166,7 +168,8 @@ def test_faults_lose_and_duplicate_nothing(server, reference, tmp_path):
     assert counts["failed"] == 0
     assert counts["requests"]["http_retries"] == len(faults)
     assert counts["requests"]["http_responses"] == N
-    assert set(faults) >= {"429", "500", "malformed", "drop"}
+    assert sorted(faults) == ["429", "500", "drop", "hang", "malformed"]
+    assert counts["requests"]["http_fault_timeout"] == 1
     print(f"faults injected: { {f: faults.count(f) for f in sorted(set(faults))} }")
 
 
@@ -187,23 +190,44 @@ def test_permanent_failures_are_recorded_and_the_run_continues(server, tmp_path)
 
 
 def test_cache_is_keyed_by_prompt_and_a_cached_rerun_sends_nothing(server, tmp_path):
+    """A cached completion is only ever served for its own prompt, whatever the spec order.
+
+    The proxy tags each completion with its prompt's hash; every document, whether its text
+    came from the server or the cache, must carry the hash of the prompt it was planned with.
+    """
     url, model = server
     log, cache = tmp_path / "requests.jsonl", tmp_path / "cache"
-    first = {"genres": ["news_report", "diary"], "stance": "aligned"}
-    second = {"genres": ["diary", "news_report"], "stance": "mixed"}
-    with fault_proxy(url, log) as proxy:
-        run_in_process(spec_for(proxy, model, cache, n=4, generate=first), tmp_path / "a/docs")
-        sent_first = len(log_entries(log))
-        spec = spec_for(proxy, model, cache, generate=second)
-        run_in_process(spec, tmp_path / "b/docs")
-        sent_second = len(log_entries(log))
-        run_in_process(spec, tmp_path / "c/docs")  # same config, new directory, same cache
-        assert len(log_entries(log)) == sent_second
-    fresh = spec_for(url, model, tmp_path / "fresh-cache", generate=second)
-    run_in_process(fresh, tmp_path / "d/docs")
-    assert docs_of(tmp_path / "b/docs") == docs_of(tmp_path / "d/docs")
-    assert docs_of(tmp_path / "c/docs") == docs_of(tmp_path / "d/docs")
-    assert sent_first == 4 and sent_second - sent_first < N  # some prompts were shared
+    first = {"genres": ["news_report", "diary"], "stance": "mixed"}
+    reordered = {"genres": ["diary", "news_report"], "stance": "mixed"}
+
+    def sent() -> int:
+        return len(log_entries(log))
+
+    def check_own_prompts(spec: GenerateSpec, out: Path) -> list[tuple[str, str]]:
+        jobs = JobFactory(spec, load_world("default"), seed=0, source="docs")
+        docs = docs_of(out)
+        for index, (_, text) in enumerate(docs):
+            expected = prompt_sha256(jobs.job(index).draft_body()["messages"])[:12]
+            assert text.startswith(f"[{expected}] "), (index, text)
+        return docs
+
+    with fault_proxy(url, log, tag=True) as proxy:
+        small = spec_for(proxy, model, cache, n=4, generate=first)
+        run_in_process(small, tmp_path / "a/docs")
+        assert sent() == 4
+        larger = spec_for(proxy, model, cache, n=6, generate=first)
+        run_in_process(larger, tmp_path / "b/docs")
+        assert sent() == 6  # documents 0-3 came from the cache, only 4 and 5 were requested
+        spec = spec_for(proxy, model, cache, generate=reordered)
+        run_in_process(spec, tmp_path / "c/docs")  # other specs at the same indices
+        assert sent() > 6
+        after_reordered = sent()
+        run_in_process(spec, tmp_path / "d/docs")  # same config, new directory: no request
+        assert sent() == after_reordered
+    assert check_own_prompts(larger, tmp_path / "b/docs")[:4] == docs_of(tmp_path / "a/docs")
+    assert check_own_prompts(spec, tmp_path / "c/docs") == check_own_prompts(
+        spec, tmp_path / "d/docs"
+    )
 
 
 def test_paired_critique_documents_and_metadata(server, tmp_path):
@@ -244,7 +268,9 @@ def test_api_key_never_reaches_an_output(server, tmp_path):
             proc = cli(args, env=env)
             stdout, stderr = proc.communicate(timeout=300)
             assert proc.returncode == 0, stderr.decode()[-2000:]
-            more = [a if a != "3" else "4" for a in args]  # a pending request needs the server
+            # another directory and one more document, so that a request is pending
+            swap = {str(out): str(tmp_path / "other"), "3": "4"}
+            more = [swap.get(a, a) for a in args]
             bad = cli(more, env=env | {"ALIGNPT_TEST_KEY": secret[::-1]})
             bad_out, bad_err = bad.communicate(timeout=120)
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,13 @@ def _request(
     work: Path,
     pending: list[int],
 ) -> None:
+    from loguru import logger
+
     from alignpt.generate.llm.pipeline import AlignptInferenceRunner, PendingReader, RunSpec
 
+    # datatrove logs every step at INFO to stderr; its per-task logs stay in the work dir
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
     llm = jobs.llm
     run = RunSpec(spec=spec, world=world, seed=seed, source=source, cache_dir=str(cache_dir))
     steps = [PendingReader(pending, source, seed), AlignptInferenceRunner(run, work)]
@@ -221,8 +227,11 @@ def _runner_stats(work: Path) -> dict[str, int]:
     for path in sorted((work / "logs" / "stats").glob("*.json")):
         for step in json.loads(path.read_text()):
             for name, value in step.get("stats", {}).items():
+                # datatrove writes a bare number for a stat updated by 1s, else {"total": ...}
                 if isinstance(value, dict) and "total" in value:
                     totals[name] += int(value["total"])
+                elif isinstance(value, (int, float)):
+                    totals[name] += int(value)
     return {k: v for k, v in sorted(totals.items()) if k.startswith("http_")}
 
 
