@@ -120,7 +120,11 @@ def fault_proxy(upstream: str, log: Path, **options: object) -> Iterator[str]:
     cmd = [sys.executable, str(REPO / "tests" / "llm_proxy.py"), "--upstream", upstream]
     cmd += ["--log", str(log)]
     for name, value in options.items():
-        cmd += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            cmd += [flag] if value else []
+        else:
+            cmd += [flag, str(value)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
