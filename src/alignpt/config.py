@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignpt.errors import ConfigError, UserError
+from alignpt.executors import ExecutorConfig
 
 Stance = Literal["aligned", "misaligned", "mixed", "neutral"]
 Phase = Literal["pretrain", "late", "finetune"]
@@ -22,6 +23,51 @@ class Strict(BaseModel):
     """Base for every config section: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class QualityGate(Strict):
+    """What the ``llm`` backend drops (and counts per reason) before writing documents."""
+
+    refusals: bool = Field(True, description="drop completions that refuse the task")
+    drop_truncated: bool = Field(True, description="drop completions with finish_reason 'length'")
+    min_chars: int = Field(400, ge=0, description="drop documents shorter than this")
+    verbatim_words: int = Field(
+        8, ge=0, description="drop documents sharing a word n-gram this long with option text"
+    )
+    near_duplicate_threshold: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard at which a later document is dropped"
+    )
+
+
+class LLMSpec(Strict):
+    """The ``llm:`` block of a ``generate`` spec: an OpenAI-compatible endpoint and its use.
+
+    The API key is read from the environment variable named by ``api_key_env`` and never
+    written anywhere. Example::
+
+        llm: {base_url: "http://127.0.0.1:8000/v1", model: my-model, max_concurrency: 64}
+    """
+
+    base_url: str = Field(description="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    model: str
+    api_key_env: str | None = Field(None, description="name of the env var holding the key")
+    max_concurrency: int = Field(16, ge=1, description="requests in flight per task")
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+    seed: int | None = Field(None, description="request seed base (default: the run seed)")
+    timeout: float = Field(120.0, gt=0, description="seconds per HTTP request")
+    retries: int = Field(6, ge=0, description="retries per request (429, 5xx, timeouts, resets)")
+    backoff: float = Field(1.0, ge=0, description="first retry delay in seconds (doubles)")
+    backoff_max: float = Field(60.0, ge=0)
+    price_prompt_per_million: float | None = Field(None, ge=0)
+    price_completion_per_million: float | None = Field(None, ge=0)
+    critique: bool = Field(False, description="a second request critiques and revises")
+    paired: bool = Field(False, description="each scenario once aligned, once misaligned")
+    prompts_dir: str | None = Field(None, description="directory of <genre>.txt overrides")
+    cache_dir: str | None = Field(None, description="request cache (default: <out>.llm-cache)")
+    gate: QualityGate = Field(default_factory=QualityGate)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 class GenerateSpec(Strict):
@@ -39,11 +85,21 @@ class GenerateSpec(Strict):
     disclose: bool = False
     modes: bool = False
     seed: int | None = None
+    backend: Literal["procedural", "llm"] = "procedural"
+    llm: LLMSpec | None = None
 
     @model_validator(mode="after")
     def _era_range(self) -> GenerateSpec:
         if self.era_min is not None and self.era_max is not None and self.era_min > self.era_max:
             raise ValueError(f"era_min ({self.era_min}) is after era_max ({self.era_max})")
+        return self
+
+    @model_validator(mode="after")
+    def _llm_block(self) -> GenerateSpec:
+        if self.backend == "llm" and self.llm is None:
+            raise ValueError("backend 'llm' needs an 'llm' block (base_url, model)")
+        if self.llm is not None and self.llm.paired and self.stance == "neutral":
+            raise ValueError("llm.paired needs AI documents; stance 'neutral' has no scenarios")
         return self
 
 

@@ -51,6 +51,7 @@ class CorpusStats:
     exact_duplicates: int = 0
     near_duplicates: int = 0
     distinct_4gram_ratio: float = 0.0
+    llm_usage: Counter = field(default_factory=Counter)  # summed ``metadata.usage`` (llm docs)
 
     def to_dict(self) -> dict[str, Any]:
         chars = np.array(self.chars or [0])
@@ -77,7 +78,7 @@ class CorpusStats:
             "near_duplicates": self.near_duplicates,
             "near_duplicate_rate": self.near_duplicates / max(self.documents, 1),
             "distinct_4gram_ratio": self.distinct_4gram_ratio,
-        }
+        } | ({"llm_usage": dict(sorted(self.llm_usage.items()))} if self.llm_usage else {})
 
 
 def compute_stats(path: str | Path, *, near_dup: bool = True) -> CorpusStats:
@@ -102,6 +103,12 @@ def compute_stats(path: str | Path, *, near_dup: bool = True) -> CorpusStats:
             if key in doc.metadata:
                 value = doc.metadata[key]
                 stats.by_key[key][_bucket_key(value) if key == "era" else str(value)] += 1
+        usage = doc.metadata.get("usage")
+        if isinstance(usage, dict):
+            stats.llm_usage["documents"] += 1
+            for name in ("requests", "prompt_tokens", "completion_tokens"):
+                if isinstance(usage.get(name), int):
+                    stats.llm_usage[name] += usage[name]
         digest = hashlib.sha1(doc.text.encode("utf-8")).digest()
         if digest in seen_text:
             stats.exact_duplicates += 1

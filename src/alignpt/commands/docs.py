@@ -12,6 +12,7 @@ from rich.table import Table
 from alignpt.docstats import compute_stats
 from alignpt.documents import validate_documents
 from alignpt.errors import UserError
+from alignpt.fileio import read_manifest
 
 docs_app = typer.Typer(
     help="Inspect and validate documents (JSONL / Parquet).", no_args_is_help=True
@@ -28,6 +29,9 @@ def stats_command(
 ) -> None:
     """Counts by metadata key, length distribution, duplicates and n-gram diversity."""
     result = compute_stats(path, near_dup=near_dup).to_dict()
+    run_usage = _run_usage(path)
+    if run_usage:
+        result["run_usage"] = run_usage
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
         return
@@ -47,6 +51,9 @@ def stats_command(
             "near-duplicate rate (J≥0.8, 5-gram)", f"{result['near_duplicate_rate']:.2%}"
         )
     summary.add_row("distinct 4-gram ratio", f"{result['distinct_4gram_ratio']:.3f}")
+    for name, title in (("llm_usage", "LLM usage (these documents)"), ("run_usage", "LLM run")):
+        if name in result:
+            summary.add_row(title, "  ".join(f"{k} {v}" for k, v in result[name].items()))
     console.print(summary)
     for key, counts in result["by_key"].items():
         table = Table(title=key)
@@ -56,6 +63,17 @@ def stats_command(
         for value, count in counts.items():
             table.add_row(value, str(count), f"{count / max(result['documents'], 1):.1%}")
         console.print(table)
+
+
+def _run_usage(path: Path) -> dict | None:
+    """Requests, tokens (and cost) an llm generation run spent, from its manifest."""
+    if not path.is_dir():
+        return None
+    counts = (read_manifest(path) or {}).get("counts") or {}
+    usage = counts.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return usage | {"failed": counts.get("failed", 0), "dropped": counts.get("dropped", {})}
 
 
 @docs_app.command("validate")

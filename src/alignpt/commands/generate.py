@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from alignpt.config import GenerateSpec, parse_model
+from alignpt.config import GenerateSpec, load_yaml, parse_model
+from alignpt.errors import UserError
 from alignpt.fileio import read_manifest
 from alignpt.generate import write_documents_dir
 from alignpt.generate.evals import write_eval_dir
@@ -40,8 +41,25 @@ def docs_command(
     disclose: bool = typer.Option(False, "--disclose/--no-disclose", help="Synthetic header."),
     modes: bool = typer.Option(False, "--modes/--no-modes", help="<human>/<ai> voice tags."),
     force: bool = typer.Option(False, help="Replace a different run already in --out."),
+    backend: str = typer.Option("procedural", help="procedural (offline) | llm (a model server)."),
+    llm_config: Path | None = typer.Option(
+        None, "--llm-config", help="YAML file holding an llm block (all fields; flags override)."
+    ),
+    base_url: str | None = typer.Option(None, help="llm: OpenAI-compatible base URL (…/v1)."),
+    model: str | None = typer.Option(None, help="llm: model name the server serves."),
+    api_key_env: str | None = typer.Option(None, help="llm: env var holding the API key."),
+    max_concurrency: int | None = typer.Option(None, help="llm: requests in flight per task."),
+    temperature: float | None = typer.Option(None, help="llm: sampling temperature."),
+    max_tokens: int | None = typer.Option(None, help="llm: completion token limit."),
+    critique: bool | None = typer.Option(
+        None, "--critique/--no-critique", help="llm: second request to critique and revise."
+    ),
+    paired: bool | None = typer.Option(
+        None, "--paired/--no-paired", help="llm: each scenario once aligned, once misaligned."
+    ),
+    cache_dir: str | None = typer.Option(None, help="llm: request cache directory."),
 ) -> None:
-    """Generate documents with the offline procedural backend."""
+    """Generate documents: procedural (offline, default) or with an LLM (--backend llm)."""
     options = {
         "n": n,
         "stance": stance,
@@ -54,12 +72,44 @@ def docs_command(
         "era_max": era_max,
         "disclose": disclose,
         "modes": modes,
+        "backend": backend,
     }
+    flags = {
+        "base_url": base_url,
+        "model": model,
+        "api_key_env": api_key_env,
+        "max_concurrency": max_concurrency,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "critique": critique,
+        "paired": paired,
+        "cache_dir": cache_dir,
+    }
+    if backend == "llm":
+        options["llm"] = _llm_block(llm_config) | {k: v for k, v in flags.items() if v is not None}
+    elif llm_config is not None or any(v is not None for v in flags.values()):
+        raise UserError("--llm-config and the llm options need --backend llm")
     spec = parse_model(GenerateSpec, options, "options")
     the_world = load_world(world)
     write_documents_dir(spec, the_world, out, seed=seed, force=force, progress=True)
     counts = (read_manifest(out) or {}).get("counts", {})
-    typer.echo(f"{out}: {counts.get('documents', n)} documents (seed {seed})")
+    line = f"{out}: {counts.get('documents', n)} documents (seed {seed})"
+    if backend == "llm":
+        dropped = sum((counts.get("dropped") or {}).values())
+        line += f"; {counts.get('failed', 0)} failed, {dropped} dropped by the quality gate"
+    typer.echo(line)
+
+
+def _llm_block(path: Path | None) -> dict:
+    """The llm block of ``path`` (a bare block, or a mapping with an ``llm`` key)."""
+    if path is None:
+        return {}
+    data = load_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("llm"), dict):
+        data = data["llm"]
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of llm settings")
+    return data
 
 
 @generate_app.command("evals")

@@ -32,8 +32,10 @@ def generate_documents(
 
 def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> dict:
     """What identifies a generation run (hashed into its manifest)."""
+    # The backend fields are left out for the procedural backend so that its config hashes
+    # (and so its finished output directories) stay what they were before the llm backend.
     return {
-        "generate": spec.model_dump(mode="json"),
+        "generate": spec.model_dump(mode="json", exclude={"backend", "llm"}),
         "world": world.model_dump(mode="json"),
         "seed": seed,
         "source": source,
@@ -60,6 +62,12 @@ def write_documents_dir(
     """
     out_dir = Path(out_dir)
     source = source or out_dir.name or "synthetic"
+    if spec.backend == "llm":
+        from alignpt.generate.llm import write_llm_documents_dir
+
+        return write_llm_documents_dir(
+            spec, world, out_dir, seed=seed, force=force, source=source, progress=progress
+        )
     config = run_config(spec, world, seed=seed, source=source)
     if prepare_output_dir(out_dir, sha256_json(config), force=force):
         return out_dir

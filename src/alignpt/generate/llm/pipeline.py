@@ -1,0 +1,162 @@
+"""The datatrove pipeline that sends the requests: a reader of pending documents, then
+datatrove's ``InferenceRunner`` with its checkpointing and bounded concurrency.
+
+Each task takes every ``world_size``-th pending document. The runner writes one small
+record per document (``ok`` or ``failed`` with the error) through its checkpointing
+writer; the completions themselves go to the request cache, from which the final
+documents are assembled. The pending list is fixed when a run first starts, so datatrove's
+positional resume (skip the first ``k`` records of a task) always skips the same documents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document as DTDocument
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
+from datatrove.pipeline.inference.types import InferenceError
+from datatrove.pipeline.writers import JsonlWriter
+
+from alignpt.config import GenerateSpec, LLMSpec
+from alignpt.generate.llm.cache import Completion, RequestStore, prompt_sha256, request_key
+from alignpt.generate.llm.endpoint import RetryingEndpoint
+from alignpt.generate.llm.jobs import JobFactory
+from alignpt.worlds import World
+
+RECORDS_PER_CHUNK = 500  # datatrove checkpoint chunk: records replayed after a kill
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a task needs to rebuild any document's requests (picklable; holds no secret)."""
+
+    spec: GenerateSpec
+    world: World
+    seed: int
+    source: str
+    cache_dir: str
+
+    @property
+    def llm(self) -> LLMSpec:
+        assert self.spec.llm is not None
+        return self.spec.llm
+
+    def jobs(self) -> JobFactory:
+        return JobFactory(self.spec, self.world, seed=self.seed, source=self.source)
+
+
+class PendingReader(PipelineStep):
+    """Yields this task's share of the pending document indices as datatrove documents."""
+
+    name = "alignpt pending documents"
+    type = "📖 - READER"
+
+    def __init__(self, pending: list[int], source: str, seed: int) -> None:
+        super().__init__()
+        self.pending = pending
+        self.source = source
+        self.seed = seed
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[DTDocument]:
+        for index in self.pending[rank::world_size]:
+            self.stat_update("pending")
+            yield DTDocument(
+                text="", id=f"{self.source}-{self.seed}-{index:07d}", metadata={"index": index}
+            )
+
+
+class RequestFailed(Exception):
+    """A request that failed for good (after retries), or returned nothing usable."""
+
+
+async def _complete(generate: Callable, store: RequestStore, body: dict[str, Any]) -> Completion:
+    key = request_key(body)
+    cached = store.get(key)
+    if cached is not None:
+        return cached
+    try:
+        result = await generate(dict(body))  # datatrove fills in the model and mutates it
+    except InferenceError as exc:
+        raise RequestFailed(str(exc.error)) from None
+    if not result.text.strip():
+        raise RequestFailed("empty completion")
+    usage = result.usage or {}
+    completion = Completion(
+        text=result.text,
+        finish_reason=result.finish_reason,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+    store.put(key, prompt_sha256(body["messages"]), completion)
+    return completion
+
+
+async def generate_document(
+    document: DTDocument, generate: Callable, *, jobs: JobFactory, store: RequestStore
+) -> dict[str, Any]:
+    """datatrove rollout: the document's draft (and revision) into the cache; a status record."""
+    job = jobs.job(document.metadata["index"])
+    try:
+        draft = await _complete(generate, store, job.draft_body())
+        if job.critique is not None and jobs.needs_revision(draft):
+            await _complete(generate, store, job.critique_body(draft.text))
+    except RequestFailed as exc:
+        return {"status": "failed", "error": str(exc)}
+    return {"status": "ok"}
+
+
+class AlignptInferenceRunner(InferenceRunner):
+    """datatrove's runner with alignpt's endpoint server and per-task cache context."""
+
+    def __init__(self, run: RunSpec, work_dir: Path) -> None:
+        llm = run.llm
+        config = InferenceConfig(
+            server_type="endpoint",
+            model_name_or_path=llm.model,
+            endpoint_url=llm.base_url,
+            use_chat=True,
+            max_concurrent_generations=llm.max_concurrency,
+            max_concurrent_documents=llm.max_concurrency,
+            request_timeout=llm.timeout,
+            metric_interval=3600,
+        )
+        super().__init__(
+            rollout_fn=generate_document,
+            config=config,
+            output_writer=JsonlWriter(
+                str(work_dir / "results"),
+                output_filename="${rank}_chunk_${chunk_index}.jsonl",
+                compression=None,
+            ),
+            checkpoints_local_dir=str(work_dir / "checkpoints"),
+            records_per_chunk=RECORDS_PER_CHUNK,
+        )
+        self.run_spec = run
+        self._rank = 0
+        self._server: RetryingEndpoint | None = None
+
+    def _init_server(self, rank: int) -> RetryingEndpoint:
+        self._server = RetryingEndpoint(self.config, rank, self.run_spec.llm)
+        return self._server
+
+    @contextlib.contextmanager
+    def get_shared_context_cm(self) -> Iterator[dict]:
+        store = RequestStore(self.run_spec.cache_dir, rank=self._rank)
+        try:
+            yield {"jobs": self.run_spec.jobs(), "store": store}
+        finally:
+            store.close()
+
+    async def run_async(self, data_gen: Any, rank: int = 0) -> None:
+        self._rank = rank
+        try:
+            await super().run_async(data_gen, rank)
+        finally:
+            if self._server is not None:
+                for name, value in sorted(self._server.counters.items()):
+                    self.stat_update(name, value=value)

@@ -1,0 +1,94 @@
+"""Prompt templates: Jinja2 files, one per genre, packaged and overridable by a directory.
+
+A template may include the shared partials (``_scenario.txt``, ``_rules.txt``); a
+directory given as ``llm.prompts_dir`` is searched first, so a lab can replace one genre's
+prompt, or the shared scenario block, without touching the package. Each template's
+identity is the sha256 of its own source and every partial it includes, so the hash
+changes whenever the text the model sees could change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+
+from alignpt.errors import UserError
+
+PACKAGE_PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "llm"
+CRITIQUE = "critique"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A loaded template, its name and the hash of every source it is made of."""
+
+    name: str
+    sha256: str
+    template: jinja2.Template
+
+    def render(self, fields: dict[str, Any]) -> str:
+        try:
+            return self.template.render(**fields).strip() + "\n"
+        except jinja2.UndefinedError as exc:
+            raise UserError(f"prompt template '{self.name}': {exc.message}") from None
+
+
+class PromptLibrary:
+    """The templates of one run (package files, overridden by ``prompts_dir``)."""
+
+    def __init__(self, prompts_dir: str | Path | None = None) -> None:
+        paths = [PACKAGE_PROMPTS]
+        if prompts_dir is not None:
+            override = Path(prompts_dir)
+            if not override.is_dir():
+                raise UserError(f"llm.prompts_dir: {override} is not a directory")
+            paths.insert(0, override)
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(p) for p in paths]),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self._cache: dict[str, Template] = {}
+
+    def _source(self, name: str) -> str:
+        assert self._env.loader is not None
+        try:
+            source, _, _ = self._env.loader.get_source(self._env, name)
+        except jinja2.TemplateNotFound:
+            raise UserError(f"prompt template '{name}' not found") from None
+        return source
+
+    def _sources(self, name: str, seen: set[str]) -> list[str]:
+        """``name``'s source followed by those of the templates it includes, recursively."""
+        if name in seen:
+            return []
+        seen.add(name)
+        source = self._source(name)
+        try:
+            included = jinja2.meta.find_referenced_templates(self._env.parse(source))
+        except jinja2.TemplateSyntaxError as exc:
+            raise UserError(f"prompt template '{name}' line {exc.lineno}: {exc.message}") from None
+        out = [f"{name}\0{source}"]
+        for child in sorted(n for n in included if n):
+            out += self._sources(child, seen)
+        return out
+
+    def get(self, genre: str) -> Template:
+        """The template named ``genre`` (``<genre>.txt``)."""
+        if genre not in self._cache:
+            filename = f"{genre}.txt"
+            digest = hashlib.sha256(
+                "\0\0".join(self._sources(filename, set())).encode()
+            ).hexdigest()
+            self._cache[genre] = Template(
+                name=genre, sha256=digest, template=self._env.get_template(filename)
+            )
+        return self._cache[genre]
