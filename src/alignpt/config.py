@@ -6,6 +6,7 @@ problem, naming the file and the field path (``configs/x.yaml: conditions.base.s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from alignpt.errors import ConfigError, UserError
 
 Stance = Literal["aligned", "misaligned", "mixed", "neutral"]
+# Experiment, source and condition names become folder names under the run directory: one
+# pattern keeps every one of them inside it (no '/', no '..', no leading '-' or '.').
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
 Phase = Literal["pretrain", "late", "finetune"]
 
 
@@ -273,7 +277,7 @@ class StudyConfig(Strict):
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=SAFE_NAME)
     seed: int = 0
     world: str = "default"
     runs_dir: str = "runs"
@@ -305,6 +309,13 @@ class ExperimentConfig(Strict):
                     "evals.held_out_families"
                 )
             spec.exclude_families = list(dict.fromkeys([*spec.exclude_families, *held]))
+        return self
+
+    @model_validator(mode="after")
+    def _names_are_safe_in_paths(self) -> ExperimentConfig:
+        for section, names in (("sources", self.sources), ("conditions", self.conditions)):
+            for name in names:
+                check_safe_name(name, section)
         return self
 
     @model_validator(mode="after")
@@ -341,6 +352,16 @@ class ExperimentConfig(Strict):
     def baseline(self) -> str:
         """The condition others are compared with: ``evals.baseline``, else the first one."""
         return self.evals.baseline or next(iter(self.conditions))
+
+
+def check_safe_name(name: str, field: str) -> str:
+    """``name`` if it can be a folder name inside a run; else ValueError naming ``field``."""
+    if not re.fullmatch(SAFE_NAME, name):
+        raise ValueError(
+            f"{field}: name {name!r} cannot be used in paths (letters, digits, '_', '.', '-'; "
+            "starting with a letter, digit or '_'; at most 100 characters)"
+        )
+    return name
 
 
 def format_validation_error(where: str, error: ValidationError) -> list[str]:

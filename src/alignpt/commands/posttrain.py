@@ -368,12 +368,15 @@ def data_command(
     world: str | None = WORLD,
     n: int | None = N,
     held_out: str | None = HELD_OUT,
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Write generated post-training data as JSONL (to inspect or edit before training)."""
+    from alignpt.fileio import check_output_file
     from alignpt.posttrain.data import write_jsonl
 
     if kind not in ("sft", "dpo", "adversarial"):
         raise UserError(f"posttrain data: kind must be sft, dpo or adversarial, not '{kind}'")
+    check_output_file(out, force=force)
     config = _config(config_path, world, held_out)
     options = _options(config, kind, {"n": n})  # type: ignore[arg-type]
     records = _data(config, kind, None, True, options)  # type: ignore[arg-type]

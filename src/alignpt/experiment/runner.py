@@ -21,16 +21,20 @@ from alignpt.documents import read_documents
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files
 from alignpt.evals.items import EvalItem, read_items
+from alignpt.experiment.preflight import preflight
+from alignpt.faults import kill_point
 from alignpt.fileio import (
     MANIFEST,
     atomic_path,
     build_manifest,
+    clean_temporaries,
     read_manifest,
     sha256_file,
     sha256_json,
     write_json_atomic,
 )
 from alignpt.mix.build import manifest_sha256
+from alignpt.runlock import run_lock
 
 RESULT = "result.json"
 
@@ -56,6 +60,7 @@ def cached_result(
     if manifest and manifest.get("config_hash") == sha256_json(config):
         return json.loads((out / RESULT).read_text()), True
     result = compute()
+    kill_point(f"{stage}:inside")
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         write_json_atomic(tmp / RESULT, result)
@@ -310,19 +315,34 @@ class ExperimentRunner:
         return index, results
 
     def run(self) -> RunOutcome:
-        """Every stage in order; finished stages are reused."""
-        anthropic_files(self.config.evals.anthropic_paths)  # bad paths fail before any work
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Every stage in order, holding the run directory's lock; finished stages are reused.
+
+        Everything checkable from the config is checked first; temporaries that killed runs
+        left behind are removed (and reported) before any stage looks at its output.
+        """
+        preflight(self.config)  # bad presets, families, paths, names: before any work
+        with run_lock(self.run_dir, say=lambda line: self._say("lock", line)):
+            for action in clean_temporaries(self.run_dir):
+                self._say("clean-up", f"{action} (left by a killed run)")
+            return self._run_stages()
+
+    def _run_stages(self) -> RunOutcome:
         write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
         items = self.stage_eval_items()
         texts = self.stage_heldout_texts() if "capability" in self.config.evals.suites else {}
+        kill_point("run:after-generate")
         mix = self.stage_mix()
+        kill_point("run:after-mix")
         models = self.stage_train(mix)
+        kill_point("run:after-train")
         evaluations = self.stage_evaluate(models, items, texts)
+        kill_point("run:after-evaluate")
         contamination = self.stage_contamination(mix.dir, items)
+        kill_point("run:after-contamination")
         extra = {}
         if "posttrain" in self.config.model_fields_set:
             extra = self.stage_persistence(models, items, mix)
+            kill_point("run:after-posttrain")
         index, results = self.stage_report(evaluations, contamination, mix, extra)
         return RunOutcome(self.run_dir, index, results)
 

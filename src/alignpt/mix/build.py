@@ -33,6 +33,7 @@ from rich.progress import (
 from alignpt.config import ExperimentConfig
 from alignpt.documents import document_files
 from alignpt.errors import UserError
+from alignpt.faults import kill_point
 from alignpt.fileio import (
     MANIFEST,
     atomic_path,
@@ -266,6 +267,7 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
     tokenizer_dir = mix_dir / "tokenizer"
     with _status(console, "shared tokenizer: sampling sources and training the BPE"):
         tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
+    kill_point("mix:inside")
     reused = {
         name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
         for name in sources
