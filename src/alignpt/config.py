@@ -379,6 +379,8 @@ def format_validation_error(where: str, error: ValidationError) -> list[str]:
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; syntax errors name the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a YAML file")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:

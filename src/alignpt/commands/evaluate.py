@@ -46,6 +46,10 @@ def evaluate_command(
     from alignpt.fileio import check_output_file, write_json_atomic
 
     suites = check_suites(suite)
+    if not progress:  # transformers' own weight-loading bar too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if out is not None:
         check_output_file(out, force=force)
     if normalisation not in ("sum", "char", "token"):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from alignpt.config import GenerateSpec, check_safe_name, parse_model
+from alignpt.commands.options import parse_options
+from alignpt.config import GenerateSpec, check_safe_name
 from alignpt.errors import UserError
 from alignpt.fileio import check_output_dir, read_manifest
 from alignpt.generate import write_documents_dir
@@ -65,7 +66,7 @@ def docs_command(
         check_safe_name(source, "--source")
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    spec = parse_model(GenerateSpec, options, "options")
+    spec = parse_options(GenerateSpec, options)
     the_world = load_world(world)
     check_output_dir(out)
     write_documents_dir(spec, the_world, out, seed=seed, source=source, force=force, progress=True)

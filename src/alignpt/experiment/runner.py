@@ -75,9 +75,15 @@ class ExperimentRunner:
     """Runs the stages of one experiment; each ``stage_*`` method is resumable on its own."""
 
     def __init__(
-        self, config: ExperimentConfig, *, console: Console | None = None, progress: bool = True
+        self,
+        config: ExperimentConfig,
+        *,
+        console: Console | None = None,
+        progress: bool = True,
+        force: bool = False,
     ) -> None:
         self.config = config
+        self.force = force  # replace stage outputs of a different config
         self.run_dir = self.config.run_dir
         self.console = console or Console()
         self.progress = progress
@@ -114,6 +120,7 @@ class ExperimentRunner:
             out,
             n_per_family=self.config.evals.items_per_family,
             seed=self.config.seed + 7919,
+            force=self.force,
         )
         items = read_items(out / ITEMS_FILE)
         self._say("eval items", f"{len(items)} items in {out}")
@@ -137,7 +144,12 @@ class ExperimentRunner:
         for name, spec in specs.items():
             out = self.run_dir / "evals" / f"heldout_{name}"
             write_documents_dir(
-                spec, self._world(), out, seed=self.config.seed + 104729, source=f"heldout_{name}"
+                spec,
+                self._world(),
+                out,
+                seed=self.config.seed + 104729,
+                source=f"heldout_{name}",
+                force=self.force,
             )
             texts[name] = [doc.text for doc in read_documents(out)]
         self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
@@ -146,7 +158,7 @@ class ExperimentRunner:
     def stage_mix(self) -> Any:
         from alignpt.mix import build_mix
 
-        result = build_mix(self.config, progress=self.progress)
+        result = build_mix(self.config, progress=self.progress, force=self.force)
         self._say("mix", f"{'reused' if result.skipped else 'built'} {result.dir}")
         return result
 
@@ -158,7 +170,13 @@ class ExperimentRunner:
             for seed in self.config.train.seeds:
                 self._say("train", f"{condition} seed {seed}")
                 path = train_condition(
-                    self.config, condition, seed=seed, resume=True, progress=self.progress, mix=mix
+                    self.config,
+                    condition,
+                    seed=seed,
+                    resume=True,
+                    progress=self.progress,
+                    mix=mix,
+                    force=self.force and not mix.skipped,  # a new mix voids every old model
                 )
                 models.setdefault(condition, []).append(Path(path))
         return models
@@ -348,9 +366,16 @@ class ExperimentRunner:
 
 
 def run_experiment(
-    config: ExperimentConfig | str | Path, *, console: Console | None = None, progress: bool = True
+    config: ExperimentConfig | str | Path,
+    *,
+    console: Console | None = None,
+    progress: bool = True,
+    force: bool = False,
 ) -> RunOutcome:
-    """Run (or resume) the experiment described by ``config`` (an object or a YAML path)."""
+    """Run (or resume) the experiment described by ``config`` (an object or a YAML path).
+
+    ``force`` replaces stage outputs made from a different config instead of stopping.
+    """
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
-    return ExperimentRunner(config, console=console, progress=progress).run()
+    return ExperimentRunner(config, console=console, progress=progress, force=force).run()
