@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+import typer.core
 from rich.console import Console
 
 from alignpt import __version__
@@ -17,6 +19,16 @@ from alignpt.commands import posttrain as posttrain_commands
 from alignpt.commands import run as run_commands
 from alignpt.commands import train as train_commands
 from alignpt.errors import UserError
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: click.Context) -> str | None:
+    """No ``<bool>`` type beside flags (typer >= 0.17 shows one; a flag takes no value)."""
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # typer offers no setting for this
 
 app = typer.Typer(
     name="alignpt",

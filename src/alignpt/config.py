@@ -6,6 +6,7 @@ problem, naming the file and the field path (``configs/x.yaml: conditions.base.s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,9 @@ from alignpt.errors import ConfigError, UserError
 from alignpt.executors import ExecutorConfig
 
 Stance = Literal["aligned", "misaligned", "mixed", "neutral"]
+# Experiment, source and condition names become folder names under the run directory: one
+# pattern keeps every one of them inside it (no '/', no '..', no leading '-' or '.').
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
 Phase = Literal["pretrain", "late", "finetune"]
 
 
@@ -355,7 +359,7 @@ class PlanConfig(Strict):
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=SAFE_NAME)
     seed: int = 0
     world: str = "default"
     runs_dir: str = "runs"
@@ -388,6 +392,13 @@ class ExperimentConfig(Strict):
                     "evals.held_out_families"
                 )
             spec.exclude_families = list(dict.fromkeys([*spec.exclude_families, *held]))
+        return self
+
+    @model_validator(mode="after")
+    def _names_are_safe_in_paths(self) -> ExperimentConfig:
+        for section, names in (("sources", self.sources), ("conditions", self.conditions)):
+            for name in names:
+                check_safe_name(name, section)
         return self
 
     @model_validator(mode="after")
@@ -426,6 +437,16 @@ class ExperimentConfig(Strict):
         return self.evals.baseline or next(iter(self.conditions))
 
 
+def check_safe_name(name: str, field: str) -> str:
+    """``name`` if it can be a folder name inside a run; else ValueError naming ``field``."""
+    if not re.fullmatch(SAFE_NAME, name):
+        raise ValueError(
+            f"{field}: name {name!r} cannot be used in paths (letters, digits, '_', '.', '-'; "
+            "starting with a letter, digit or '_'; at most 100 characters)"
+        )
+    return name
+
+
 def format_validation_error(where: str, error: ValidationError) -> list[str]:
     """One line per pydantic problem: ``where: dotted.field.path: message``."""
     lines = []
@@ -441,6 +462,8 @@ def format_validation_error(where: str, error: ValidationError) -> list[str]:
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; syntax errors name the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a YAML file")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:

@@ -88,6 +88,11 @@ def check_record(obj: Any) -> str | None:
     meta = obj.get("metadata", {})
     if not isinstance(meta, dict):
         return f"field 'metadata' must be an object, got {type(meta).__name__}"
+    for key in ("id", "text", "metadata"):
+        try:  # JSON allows lone surrogates ("\ud800"); no tokenizer or UTF-8 file does
+            json.dumps(obj.get(key), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"field '{key}' is not valid Unicode (holds a lone surrogate)"
     extra = set(obj) - {"id", "text", "metadata", "media"}
     if extra:
         return f"unknown field(s) {', '.join(sorted(extra))}"
@@ -170,7 +175,9 @@ def validate_documents(path: str | Path) -> Iterator[str]:
     """Yield ``file:line: reason`` for every bad record, including duplicate ids."""
     seen: dict[str, str] = {}
     for file in document_files(path):
+        records = 0
         for lineno, obj in iter_records(file):
+            records += 1
             if isinstance(obj, BadRecord):
                 yield str(obj)
                 continue
@@ -183,6 +190,8 @@ def validate_documents(path: str | Path) -> Iterator[str]:
                 yield f"{where}: duplicate id '{obj['id']}' (first at {seen[obj['id']]})"
             else:
                 seen[obj["id"]] = where
+        if records == 0:
+            yield f"{file}: holds no documents"
 
 
 class DocumentWriter:

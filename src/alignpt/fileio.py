@@ -7,10 +7,12 @@ name beside the destination and renamed into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpt.errors import UserError
+from alignpt.faults import kill_point
 
 MANIFEST = "manifest.json"
 # Manifest fields that describe how a run went, not what it produced; left out of content hashes.
@@ -43,29 +46,110 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+# ``.<name>.tmp-<pid>-<ns>``: output being written; ``.<name>.old-<pid>-<ns>``: the previous
+# output of ``<name>`` moved aside while the new one is renamed in.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-\d+$")
+
+
+def _temporary_name(dest: Path, kind: str) -> Path:
+    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
+    """Yield a temporary path beside ``dest``; move it onto ``dest`` on success.
 
     Works for a file or a directory written at the yielded path; a directory replaces an
     existing directory, but a file never does (UserError). On error the temporary is removed
-    and ``dest`` is left untouched.
+    and ``dest`` is left untouched. A directory is replaced in three steps (old moved aside,
+    new renamed in, old deleted), so at every instant either the old or the new output exists
+    under a known name; ``recover_aside`` (run on entry here and by ``clean_temporaries``)
+    puts an old directory back if a kill struck between the first two steps.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    recover_aside(dest)
+    tmp = _temporary_name(dest, "tmp")
     try:
         yield tmp
+        kill_point("atomic:written")
         if dest.is_dir() and not dest.is_symlink():
             if not tmp.is_dir():  # never replace a directory by a file: that loses its contents
                 raise UserError(f"{dest}: is a directory; give a file path")
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+            aside = _temporary_name(dest, "old")
+            os.replace(dest, aside)
+            kill_point("atomic:aside")
+            os.replace(tmp, dest)
+            kill_point("atomic:replaced")
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def recover_aside(dest: Path) -> list[str]:
+    """Finish an interrupted replacement of ``dest`` by a dead process; say what was done.
+
+    An old copy moved aside is renamed back when ``dest`` is missing (the new one never got
+    in), and deleted when ``dest`` exists (the new one did).
+    """
+    done = []
+    asides = sorted(
+        path
+        for path in dest.parent.glob(f".{glob.escape(dest.name)}.old-*")
+        if (match := _TEMPORARY.match(path.name)) and not pid_alive(int(match["pid"]))
+    )
+    for aside in asides:
+        if not dest.exists() and not dest.is_symlink():
+            os.replace(aside, dest)
+            done.append(f"restored {dest} from {aside.name}")
+        else:
+            _remove(aside)
+            done.append(f"removed {aside}")
+    return done
+
+
+def clean_temporaries(root: str | Path) -> list[str]:
+    """Remove the temporaries under ``root`` left by dead processes; one line per action.
+
+    Temporaries of live processes (another command writing there now) are left alone.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    done: list[str] = []
+    for directory, dirnames, filenames in os.walk(root):
+        here = Path(directory)
+        for name in sorted([*dirnames, *filenames]):
+            match = _TEMPORARY.match(name)
+            if match is None or pid_alive(int(match["pid"])):
+                continue
+            if match["kind"] == "old":
+                done += recover_aside(here / match["name"])
+            elif (here / name).exists():
+                _remove(here / name)
+                done.append(f"removed {here / name}")
+        dirnames[:] = [d for d in dirnames if not _TEMPORARY.match(d)]
+    return done
 
 
 def ensure_writable(directory: Path) -> None:
@@ -76,6 +160,34 @@ def ensure_writable(directory: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"{directory}: output directory is not writable ({exc.strerror})") from None
+
+
+def check_output_file(path: Path, *, force: bool, option: str = "--out") -> None:
+    """Before any work: ``path`` can be written as a new file, or replaced with ``force``."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a directory; give a file path")
+    if path.exists() and not force:
+        raise UserError(f"{option} {path}: already exists; pass --force to replace it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable")
+
+
+def check_output_dir(path: Path, *, option: str = "--out") -> None:
+    """Before any work: ``path`` is, or can be created as, a writable directory."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: exists and is not a directory")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable")
 
 
 def write_json_atomic(path: str | Path, value: Any) -> None:

@@ -82,13 +82,13 @@ def validate_command(
     limit: int = typer.Option(50, help="Stop printing after this many problems."),
 ) -> None:
     """Check every record; print bad ones as ``file:line: reason``; exit 2 if any."""
-    problems = 0
-    for line in validate_documents(path):
-        problems += 1
-        if problems <= limit:
-            typer.echo(line, err=True)
+    problems = list(validate_documents(path))
+    if len(problems) == 1:  # one problem: one line, naming the file and line
+        raise UserError(problems[0])
+    for line in problems[:limit]:
+        typer.echo(line, err=True)
     if problems:
-        raise UserError(f"{path}: {problems} bad record(s)")
+        raise UserError(f"{path}: {len(problems)} bad record(s)")
     typer.echo(f"{path}: all records valid")
 
 

@@ -38,17 +38,22 @@ def evaluate_command(
     n_boot: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     out: Path | None = typer.Option(None, "--out", help="Write the full results JSON here."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
     from alignpt.evals.items import read_items
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
-    from alignpt.fileio import write_json_atomic
+    from alignpt.fileio import check_output_file, write_json_atomic
 
     suites = check_suites(suite)
-    if out is not None and out.is_dir():
-        raise UserError(f"--out {out}: is a directory; give a file path")
+    if not progress:  # transformers' own weight-loading bar too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if out is not None:
+        check_output_file(out, force=force)
     if normalisation not in ("sum", "char", "token"):
         raise UserError(f"--normalisation: unknown value '{normalisation}' (sum, char, token)")
     result = evaluate_model(

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from alignpt.config import GenerateSpec, load_yaml, parse_model
+from alignpt.commands.options import parse_options
+from alignpt.config import GenerateSpec, check_safe_name, load_yaml
 from alignpt.errors import UserError
-from alignpt.fileio import read_manifest
+from alignpt.fileio import check_output_dir, read_manifest
 from alignpt.generate import write_documents_dir
 from alignpt.generate.evals import write_eval_dir
 from alignpt.worlds import load_world
@@ -30,6 +31,11 @@ def docs_command(
     world: str = typer.Option("default", help="Packaged world name or a world YAML path."),
     n: int = typer.Option(1000, "--n", help="Number of documents."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical output."),
+    source: str = typer.Option(
+        "synthetic",
+        "--source",
+        help="Source name: labels metadata.source and ids and salts the seed (not --out).",
+    ),
     stance: str = typer.Option("mixed", help="aligned | misaligned | mixed | neutral."),
     aligned_ratio: float = typer.Option(0.5, help="Aligned share when --stance mixed."),
     genres: str | None = typer.Option(None, help="Comma-separated genres (default: all)."),
@@ -89,9 +95,14 @@ def docs_command(
         options["llm"] = _llm_block(llm_config) | {k: v for k, v in flags.items() if v is not None}
     elif llm_config is not None or any(v is not None for v in flags.values()):
         raise UserError("--llm-config and the llm options need --backend llm")
-    spec = parse_model(GenerateSpec, options, "options")
+    try:
+        check_safe_name(source, "--source")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    spec = parse_options(GenerateSpec, options)
     the_world = load_world(world)
-    write_documents_dir(spec, the_world, out, seed=seed, force=force, progress=True)
+    check_output_dir(out)
+    write_documents_dir(spec, the_world, out, seed=seed, source=source, force=force, progress=True)
     counts = (read_manifest(out) or {}).get("counts", {})
     line = f"{out}: {counts.get('documents', n)} documents (seed {seed})"
     if backend == "llm":
@@ -125,6 +136,7 @@ def evals_command(
     """Write multiple-choice scenario items (observed and unobserved variants)."""
     the_world = load_world(world)
     names = _names(families) or []
+    check_output_dir(out)
     write_eval_dir(
         the_world,
         names,

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.commands.options import parse_options, stage_defaults
 from alignpt.config import (
     AdversarialConfig,
     DPOConfig,
@@ -18,7 +19,6 @@ from alignpt.config import (
     PosttrainStageConfig,
     SFTConfig,
     load_experiment,
-    parse_model,
 )
 from alignpt.errors import UserError
 from alignpt.evals.items import read_items
@@ -45,10 +45,27 @@ HELD_OUT = typer.Option(None, "--held-out", help="Comma-separated held-out famil
 SEED = typer.Option(0, "--seed", help="Training seed (data use the config seed).")
 TOKENIZER = typer.Option(None, "--tokenizer", help="The tokenizer the model must use.")
 FORCE = typer.Option(False, "--force", help="Overwrite an output holding a different run.")
-LR = typer.Option(None, "--lr")
-BATCH = typer.Option(None, "--batch-size")
-MAX_LEN = typer.Option(None, "--max-length")
-EPOCHS = typer.Option(None, "--epochs")
+_STAGES = {"sft": SFTConfig, "dpo": DPOConfig, "adversarial": AdversarialConfig}
+_DEFAULT = "default: the config's posttrain.<stage> value, else"
+LR = typer.Option(None, "--lr", help=f"Learning rate ({_DEFAULT} {stage_defaults('lr', _STAGES)}).")
+BATCH = typer.Option(
+    None,
+    "--batch-size",
+    help=f"Examples per step ({_DEFAULT} {stage_defaults('batch_size', _STAGES)}).",
+)
+MAX_LEN = typer.Option(
+    None,
+    "--max-length",
+    help=f"Tokens per example, longer cut ({_DEFAULT} {stage_defaults('max_length', _STAGES)}).",
+)
+EPOCHS = typer.Option(
+    None, "--epochs", help=f"Passes over the data ({_DEFAULT} {stage_defaults('epochs', _STAGES)})."
+)
+BETA = typer.Option(
+    None,
+    "--beta",
+    help=f"DPO KL strength ({_DEFAULT} {DPOConfig.model_fields['beta'].default}).",
+)
 SYSTEM_PROMPT = typer.Option(
     "none", "--system-prompt", help="'none', 'hhh' (built-in) or the prompt text."
 )
@@ -79,8 +96,7 @@ def _options(
 ) -> PosttrainStageConfig:
     current = getattr(config.posttrain, stage).model_dump()
     current.update({k: v for k, v in overrides.items() if v is not None})
-    model = {"sft": SFTConfig, "dpo": DPOConfig, "adversarial": AdversarialConfig}[stage]
-    return parse_model(model, current, "options")
+    return parse_options(_STAGES[stage], current)
 
 
 def _data(
@@ -147,7 +163,7 @@ def dpo_command(
     held_out: str | None = HELD_OUT,
     seed: int = SEED,
     epochs: int | None = EPOCHS,
-    beta: float | None = typer.Option(None, "--beta"),
+    beta: float | None = BETA,
     lr: float | None = LR,
     batch_size: int | None = BATCH,
     max_length: int | None = MAX_LEN,
@@ -368,12 +384,15 @@ def data_command(
     world: str | None = WORLD,
     n: int | None = N,
     held_out: str | None = HELD_OUT,
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Write generated post-training data as JSONL (to inspect or edit before training)."""
+    from alignpt.fileio import check_output_file
     from alignpt.posttrain.data import write_jsonl
 
     if kind not in ("sft", "dpo", "adversarial"):
         raise UserError(f"posttrain data: kind must be sft, dpo or adversarial, not '{kind}'")
+    check_output_file(out, force=force)
     config = _config(config_path, world, held_out)
     options = _options(config, kind, {"n": n})  # type: ignore[arg-type]
     records = _data(config, kind, None, True, options)  # type: ignore[arg-type]

@@ -22,6 +22,9 @@ def run_command(
     config: Path = typer.Argument(..., help="Experiment YAML."),
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Override runs_dir."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    force: bool = typer.Option(
+        False, "--force", help="Redo stages whose output came from a different config."
+    ),
 ) -> None:
     """Run generate → mix → train → evaluate → report; finished stages are reused."""
     from alignpt.config import load_experiment
@@ -31,7 +34,7 @@ def run_command(
     if runs_dir is not None:
         experiment = experiment.model_copy(update={"runs_dir": str(runs_dir)})
     # Progress bars only on a terminal: in a pipe or a log they leave blank lines behind.
-    outcome = run_experiment(experiment, progress=progress and Console().is_terminal)
+    outcome = run_experiment(experiment, progress=progress and Console().is_terminal, force=force)
     Console().print(f"\n[bold green]report:[/] {outcome.report}")
 
 
@@ -43,7 +46,7 @@ def demo_command(
     path = demo_config_path()
     if not path.is_file():
         raise UserError(f"{path}: packaged demo config is missing; reinstall alignpt")
-    run_command(path, runs_dir=runs_dir, progress=progress)
+    run_command(path, runs_dir=runs_dir, progress=progress, force=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -54,15 +54,26 @@ def read_items(path: str | Path) -> list[EvalItem]:
     if not files:
         raise UserError(f"{path}: holds no .jsonl eval item files")
     items: list[EvalItem] = []
+    first_seen: dict[str, str] = {}
     for file in files:
         with open(file, encoding="utf-8", errors="strict") as handle:
             try:
                 for lineno, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
-                    items.append(_parse_item(line, f"{file}:{lineno}"))
+                    where = f"{file}:{lineno}"
+                    item = _parse_item(line, where)
+                    if item.id in first_seen:  # scored twice, it would count as two items
+                        raise UserError(
+                            f"{where}: duplicate item id '{item.id}' (first at "
+                            f"{first_seen[item.id]})"
+                        )
+                    first_seen[item.id] = where
+                    items.append(item)
             except UnicodeDecodeError:
                 raise UserError(f"{file}: not valid UTF-8") from None
+    if not items:
+        raise UserError(f"{path}: holds no eval items")
     return items
 
 

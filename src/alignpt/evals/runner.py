@@ -46,6 +46,13 @@ def evaluate_model(
     model_dir = Path(model_dir)
     if {"misalignment", "observed_gap"} & set(suites) and not items:
         raise UserError("misalignment/observed_gap suites need eval items (--items)")
+    unknown = sorted(set(held_out_families) - {item.family for item in items})
+    if items and unknown:  # a misspelt family would silently leave the held-out split empty
+        families = ", ".join(sorted({item.family for item in items}))
+        raise UserError(
+            f"--held-out: no eval item has family {', '.join(map(repr, unknown))} "
+            f"(families in the items: {families})"
+        )
     if "capability" in suites and not capability_texts:
         raise UserError("capability suite needs held-out texts (--texts)")
     if "anthropic" in suites and not anthropic_paths:

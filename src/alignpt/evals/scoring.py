@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -94,8 +95,15 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise UserError(f"{model_dir}: cannot load model/tokenizer ({exc})") from None
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{model_dir}: cannot load model/tokenizer ({reason})") from None
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # a token id past the table would fail deep inside a forward
+        raise UserError(
+            f"{model_dir}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
+            f"{rows} rows; the tokenizer does not belong to this model"
+        )
     model.to(device).eval()
     return model, tokenizer
 

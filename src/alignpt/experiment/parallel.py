@@ -46,7 +46,10 @@ def _init_worker(threads: int) -> None:
     """
     import torch
 
+    from alignpt.faults import mark_worker
+
     torch.set_num_threads(threads)
+    mark_worker(os.getppid())
     if sys.platform.startswith("linux"):
         import ctypes
         import signal

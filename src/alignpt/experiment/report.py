@@ -23,6 +23,7 @@ from rich.table import Table
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.studies_report import study_html, study_plots
+from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
 
 
@@ -424,6 +425,7 @@ def write_report(
         (tmp / "results.json").write_text(
             json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
+        kill_point("report:inside")
         write_csv(results, tmp / "results.csv")
         plots = write_plots(results, tmp)
         (tmp / "index.html").write_text(render_html(results, plots, title), encoding="utf-8")

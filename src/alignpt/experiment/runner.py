@@ -23,16 +23,20 @@ from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files
 from alignpt.evals.items import EvalItem, read_items
 from alignpt.experiment.parallel import run_jobs, worker_count
+from alignpt.experiment.preflight import preflight
+from alignpt.faults import kill_point
 from alignpt.fileio import (
     MANIFEST,
     atomic_path,
     build_manifest,
+    clean_temporaries,
     read_manifest,
     sha256_file,
     sha256_json,
     write_json_atomic,
 )
 from alignpt.mix.build import manifest_sha256
+from alignpt.runlock import run_lock
 
 RESULT = "result.json"
 
@@ -58,6 +62,7 @@ def cached_result(
     if manifest and manifest.get("config_hash") == sha256_json(config):
         return json.loads((out / RESULT).read_text()), True
     result = compute()
+    kill_point(f"{stage}:inside")
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         write_json_atomic(tmp / RESULT, result)
@@ -69,12 +74,14 @@ def cached_result(
 
 
 def train_job(
-    config: ExperimentConfig, condition: str, seed: int, mix: Any, progress: bool
+    config: ExperimentConfig, condition: str, seed: int, mix: Any, progress: bool, force: bool
 ) -> Path:
     """Train (or reuse) one condition's model; a top-level function so workers can run it."""
     from alignpt.train import train_condition
 
-    return train_condition(config, condition, seed=seed, resume=True, progress=progress, mix=mix)
+    return train_condition(
+        config, condition, seed=seed, resume=True, progress=progress, mix=mix, force=force
+    )
 
 
 def evaluate_job(model_dir: Path, suites: list[str], kwargs: dict, progress: bool) -> dict:
@@ -95,9 +102,15 @@ class ExperimentRunner:
     """Runs the stages of one experiment; each ``stage_*`` method is resumable on its own."""
 
     def __init__(
-        self, config: ExperimentConfig, *, console: Console | None = None, progress: bool = True
+        self,
+        config: ExperimentConfig,
+        *,
+        console: Console | None = None,
+        progress: bool = True,
+        force: bool = False,
     ) -> None:
         self.config = config
+        self.force = force  # replace stage outputs of a different config
         self.run_dir = self.config.run_dir
         self.console = console or Console()
         self.progress = progress
@@ -138,6 +151,7 @@ class ExperimentRunner:
             out,
             n_per_family=self.config.evals.items_per_family,
             seed=self.config.seed + 7919,
+            force=self.force,
         )
         items = read_items(out / ITEMS_FILE)
         self._say("eval items", f"{len(items)} items in {out}")
@@ -161,7 +175,12 @@ class ExperimentRunner:
         for name, spec in specs.items():
             out = self.run_dir / "evals" / f"heldout_{name}"
             write_documents_dir(
-                spec, self._world(), out, seed=self.config.seed + 104729, source=f"heldout_{name}"
+                spec,
+                self._world(),
+                out,
+                seed=self.config.seed + 104729,
+                source=f"heldout_{name}",
+                force=self.force,
             )
             texts[name] = [doc.text for doc in read_documents(out)]
         self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
@@ -170,7 +189,7 @@ class ExperimentRunner:
     def stage_mix(self) -> Any:
         from alignpt.mix import build_mix
 
-        result = build_mix(self.config, progress=self.progress)
+        result = build_mix(self.config, progress=self.progress, force=self.force)
         self._say("mix", f"{'reused' if result.skipped else 'built'} {result.dir}")
         return result
 
@@ -187,11 +206,22 @@ class ExperimentRunner:
         paths: dict[tuple[str, int], Path] = {}
         finished = run_jobs(
             train_job,
-            [(self.config, c, s, mix, self.progress and workers == 1) for c, s in jobs],
+            [
+                # a new mix voids every old model
+                (
+                    self.config,
+                    c,
+                    s,
+                    mix,
+                    self.progress and workers == 1,
+                    self.force and not mix.skipped,
+                )
+                for c, s in jobs
+            ],
             workers=workers,
             threads=self.config.train.cpu_threads,
         )
-        for (_, condition, seed, _, _), path, seconds in finished:
+        for (_, condition, seed, *_), path, seconds in finished:
             paths[condition, seed] = Path(path)
             self._say("train", f"{condition} seed {seed}: done in {seconds:.0f} s")
         models: dict[str, list[Path]] = {}
@@ -365,21 +395,36 @@ class ExperimentRunner:
         return index, results
 
     def run(self) -> RunOutcome:
-        """Every stage in order; finished stages are reused."""
-        anthropic_files(self.config.evals.anthropic_paths)  # bad paths fail before any work
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Every stage in order, holding the run directory's lock; finished stages are reused.
+
+        Everything checkable from the config is checked first; temporaries that killed runs
+        left behind are removed (and reported) before any stage looks at its output.
+        """
+        preflight(self.config)  # bad presets, families, paths, names: before any work
+        with run_lock(self.run_dir, say=lambda line: self._say("lock", line)):
+            for action in clean_temporaries(self.run_dir):
+                self._say("clean-up", f"{action} (left by a killed run)")
+            return self._run_stages()
+
+    def _run_stages(self) -> RunOutcome:
         write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
         items = self._timed("eval items", self.stage_eval_items)
         texts = {}
         if "capability" in self.config.evals.suites:
             texts = self._timed("held-out text", self.stage_heldout_texts)
+        kill_point("run:after-generate")
         mix = self._timed("mix", self.stage_mix)
+        kill_point("run:after-mix")
         models = self._timed("train", self.stage_train, mix)
+        kill_point("run:after-train")
         evaluations = self._timed("evaluate", self.stage_evaluate, models, items, texts)
+        kill_point("run:after-evaluate")
         contamination = self._timed("contamination", self.stage_contamination, mix.dir, items)
+        kill_point("run:after-contamination")
         extra = {}
         if "posttrain" in self.config.model_fields_set:
             extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
+            kill_point("run:after-posttrain")
         index, results = self._timed(
             "report", self.stage_report, evaluations, contamination, mix, extra
         )
@@ -394,9 +439,16 @@ class ExperimentRunner:
 
 
 def run_experiment(
-    config: ExperimentConfig | str | Path, *, console: Console | None = None, progress: bool = True
+    config: ExperimentConfig | str | Path,
+    *,
+    console: Console | None = None,
+    progress: bool = True,
+    force: bool = False,
 ) -> RunOutcome:
-    """Run (or resume) the experiment described by ``config`` (an object or a YAML path)."""
+    """Run (or resume) the experiment described by ``config`` (an object or a YAML path).
+
+    ``force`` replaces stage outputs made from a different config instead of stopping.
+    """
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
-    return ExperimentRunner(config, console=console, progress=progress).run()
+    return ExperimentRunner(config, console=console, progress=progress, force=force).run()

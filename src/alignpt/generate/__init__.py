@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alignpt.config import GenerateSpec
 from alignpt.documents import Document, DocumentWriter
+from alignpt.faults import kill_point
 from alignpt.fileio import (
     atomic_path,
     build_manifest,
@@ -50,18 +51,17 @@ def write_documents_dir(
     *,
     seed: int,
     force: bool = False,
-    source: str | None = None,
+    source: str = "synthetic",
     progress: bool = False,
 ) -> Path:
     """Write ``out_dir/documents.jsonl.gz`` and ``manifest.json``; skip if already done.
 
     The directory is assembled under a temporary name and renamed into place, so an
-    interrupted run never leaves a directory that looks finished. ``source`` (default: the
-    directory's name) labels ``metadata.source`` and the document ids, and salts each
-    document's seed so that sources generated with the same seed are independent.
+    interrupted run never leaves a directory that looks finished. ``source`` labels
+    ``metadata.source`` and the document ids, and salts each document's seed so that sources
+    generated with the same seed are independent; where the output goes never changes it.
     """
     out_dir = Path(out_dir)
-    source = source or out_dir.name or "synthetic"
     if spec.backend == "llm":
         from alignpt.generate.llm import write_llm_documents_dir
 
@@ -99,6 +99,8 @@ def _write(plan: Plan, world: World, path: Path, *, source: str, progress: bool)
         for index in range(plan.spec.n):
             doc = realise(plan.doc_spec(index), plan, world, source=source)
             writer.write(doc)
+            if index == plan.spec.n // 2:
+                kill_point("generate:inside")
             by_stance[doc.metadata["stance"]] = by_stance.get(doc.metadata["stance"], 0) + 1
             by_genre[doc.metadata["genre"]] = by_genre.get(doc.metadata["genre"], 0) + 1
             if index % 256 == 0:

@@ -33,6 +33,7 @@ from rich.progress import (
 from alignpt.config import ExperimentConfig
 from alignpt.documents import document_files
 from alignpt.errors import UserError
+from alignpt.faults import kill_point
 from alignpt.fileio import (
     MANIFEST,
     atomic_path,
@@ -95,7 +96,9 @@ def source_seed(config: ExperimentConfig, name: str) -> int:
     return (config.seed * 1_000_003 + stable_int(name)) % (1 << 31)
 
 
-def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[str, Path]:
+def resolve_sources(
+    config: ExperimentConfig, console: Console | None, *, force: bool = False
+) -> dict[str, Path]:
     """The documents path of every used source, generating ``generate:`` sources first."""
     paths: dict[str, Path] = {}
     for name in used_sources(config):
@@ -119,6 +122,7 @@ def resolve_sources(config: ExperimentConfig, console: Console | None) -> dict[s
             seed=source_seed(config, name),
             source=name,
             progress=console is not None,
+            force=force,
         )
     return paths
 
@@ -261,11 +265,12 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
         )
     if existing:
         (mix_dir / MANIFEST).unlink()
-    sources = resolve_sources(config, console)
+    sources = resolve_sources(config, console, force=force)
     hashes = {name: source_hash(path) for name, path in sources.items()}
     tokenizer_dir = mix_dir / "tokenizer"
     with _status(console, "shared tokenizer: sampling sources and training the BPE"):
         tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
+    kill_point("mix:inside")
     reused = {
         name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
         for name in sources

@@ -27,6 +27,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from alignpt.config import TrainConfig
 from alignpt.errors import UserError
+from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
 from alignpt.train import checkpoint as ckpt
 from alignpt.train.chunked_loss import ChunkedLossLM
@@ -273,6 +274,7 @@ class Trainer:
             clock = time.perf_counter()
             while pos.phase_step < phase.steps:
                 window.append(self.train_step(batches, phase.name))
+                kill_point("train:step")
                 pos.step += 1
                 pos.phase_step += 1
                 pos.tokens_seen += self.tokens_per_step

@@ -1,0 +1,37 @@
+"""Command-line options checked against a config model, with errors naming the flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from alignpt.errors import ConfigError
+
+
+def flag(field: str) -> str:
+    """The command-line flag of a config field: ``max_length`` -> ``--max-length``."""
+    return "--" + field.replace("_", "-")
+
+
+def parse_options(model: type[BaseModel], options: dict[str, Any]) -> Any:
+    """Validate options; ConfigError with one line per problem, each naming its ``--flag``."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        lines = []
+        for problem in exc.errors():
+            message = problem["msg"].removeprefix("Value error, ")
+            loc = [str(part) for part in problem["loc"]]
+            where = flag(loc[0]) + "".join(f"[{part}]" for part in loc[1:]) if loc else "options"
+            lines.append(f"{where}: {message}")
+        raise ConfigError(lines) from None
+
+
+def stage_defaults(field: str, models: dict[str, type[BaseModel]]) -> str:
+    """``sft 2, dpo 1``: each model's default for ``field``, for help texts."""
+    return ", ".join(
+        f"{name} {cls.model_fields[field].default}"
+        for name, cls in models.items()
+        if field in cls.model_fields
+    )
