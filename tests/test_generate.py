@@ -264,7 +264,7 @@ def test_cli_runs_skips_and_refuses_a_different_run(tmp_path: Path, cli) -> None
         (["--families", "nope"], "unknown family 'nope' (valid: resist_shutdown"),
         (["--genres", "sonnet"], "unknown genre 'sonnet' (valid: short_story"),
         (["--stance", "evil"], "stance: Input should be"),
-        (["--observed-share", "2"], "observed_share: Input should be less than or equal to 1"),
+        (["--observed-share", "2"], "--observed-share: Input should be less than or equal to 1"),
         (["--era-min", "2500", "--era-max", "2400"], "era_min (2500) is after era_max (2400)"),
         (["--world", "nowhere"], "unknown world 'nowhere'"),
     ],
