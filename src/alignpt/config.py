@@ -279,6 +279,46 @@ class StudyConfig(Strict):
     x_label: str | None = Field(None, description="axis label; default from kind")
 
 
+class PersonasConfig(Strict):
+    """The persona calculator (``alignpt.analysis.personas``): rates and priors."""
+
+    p: float = Field(0.1, gt=0.0, lt=1.0, description="random_defector: P(defect), always")
+    q: float = Field(0.5, gt=0.0, lt=1.0, description="clever_waluigi: P(defect | unobserved)")
+    epsilon: float = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="noise defection rate of always_aligned (and of "
+        "clever_waluigi when observed), so one defection is not infinitely damning",
+    )
+    priors: dict[str, float] = Field(
+        default_factory=lambda: {
+            "always_aligned": 1.0,
+            "random_defector": 1.0,
+            "clever_waluigi": 1.0,
+        },
+        description="relative prior weights (normalised; a hypothesis left out gets 0)",
+    )
+    bits: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 10.0],
+        description="report how much clean unobserved evidence moves clever_waluigi by these",
+    )
+
+    @model_validator(mode="after")
+    def _priors(self) -> PersonasConfig:
+        names = ("always_aligned", "random_defector", "clever_waluigi")
+        unknown = sorted(set(self.priors) - set(names))
+        if unknown:
+            raise ValueError(f"priors: unknown hypothesis {unknown[0]} (known: {', '.join(names)})")
+        for name in names:
+            self.priors.setdefault(name, 0.0)
+        if any(v < 0 for v in self.priors.values()) or not any(self.priors.values()):
+            raise ValueError("priors: weights must be non-negative and not all zero")
+        if any(b <= 0 for b in self.bits):
+            raise ValueError("bits: must be positive")
+        return self
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -294,6 +334,8 @@ class ExperimentConfig(Strict):
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
     study: StudyConfig | None = None
+    # Left out of the dump while unset, so configs without it keep their hashes.
+    personas: PersonasConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:

@@ -320,6 +320,18 @@ class ExperimentRunner:
             self.config, models, items, tokenizer_dir=mix.tokenizer_dir, say=self._say
         )
 
+    def stage_personas(self, mix: Any) -> dict[str, Any]:
+        """The persona calculator on each condition's training documents."""
+        from alignpt.experiment.personas import personas_section
+        from alignpt.mix.build import resolve_sources
+
+        section = personas_section(self.config, mix.dir, resolve_sources(self.config, None))
+        for condition, report in section["personas"].items():
+            bits = report["pools"]["pooled"]["hypotheses"]["clever_waluigi"]["log_odds_bits"]
+            shown = "–" if bits is None else f"{bits:+.2f}"
+            self._say("personas", f"{condition}: clever_waluigi log-odds {shown} bits")
+        return section
+
     def stage_report(
         self,
         evaluations: dict[str, list[dict]],
@@ -380,6 +392,8 @@ class ExperimentRunner:
         extra = {}
         if "posttrain" in self.config.model_fields_set:
             extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
+        if self.config.personas is not None:
+            extra.update(self._timed("personas", self.stage_personas, mix))
         index, results = self._timed(
             "report", self.stage_report, evaluations, contamination, mix, extra
         )
