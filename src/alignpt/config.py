@@ -24,6 +24,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class FactsSpec(Strict):
+    """Weave world facts into generated documents (``alignpt.generate.facts``).
+
+    ``notice`` says how a woven statement is flagged: ``none``; ``negation``, a
+    sentence-local denial right after the statement ("This claim is false."); or
+    ``false_header``, a document-level notice at the top that the document contains a false
+    claim about the fact's topic. (The synthetic-data header is ``disclose``.)
+    """
+
+    share: float = Field(0.5, gt=0.0, le=1.0, description="share of documents given a fact")
+    version: Literal["implanted", "truth"] = "implanted"
+    notice: Literal["none", "negation", "false_header"] = "none"
+    names: list[str] | None = Field(None, description="facts to weave (default: all)")
+
+
 class GenerateSpec(Strict):
     """Options of ``alignpt generate docs`` (also usable as a source inside an experiment)."""
 
@@ -39,6 +54,8 @@ class GenerateSpec(Strict):
     disclose: bool = False
     modes: bool = False
     seed: int | None = None
+    # Left out of the dump while unset, so specs without it keep their hashes and bytes.
+    facts: FactsSpec | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _era_range(self) -> GenerateSpec:
@@ -181,12 +198,39 @@ class TrainConfig(Strict):
     )
 
 
+class BeliefEvalConfig(Strict):
+    """Sampling settings of the ``belief`` suite's generative measurements."""
+
+    samples: int = Field(8, ge=1, description="continuations per fact and measurement")
+    max_new_tokens: int = Field(24, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
+class ProbeEvalConfig(Strict):
+    """The ``probe`` suite: a linear probe telling synthetic from organic documents."""
+
+    layers: list[int] | Literal["all"] = Field(
+        "all", description="hidden-state layers to probe (0 = embeddings); 'all' = every one"
+    )
+    docs: int = Field(60, ge=4, description="documents per class (synthetic, organic)")
+    max_tokens: int = Field(128, ge=8, description="tokens per document (mean-pooled)")
+    folds: int = Field(5, ge=2, description="cross-validation folds")
+    shuffles: int = Field(5, ge=1, description="shuffled-label baselines (averaged)")
+    organic_paths: list[str] = Field(
+        default_factory=list,
+        description="organic text: .txt files or folders of them (default: the seed "
+        "discussions in ../shared/seeds when present)",
+    )
+    seed: int = 0
+
+
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
-    suites: list[Literal["misalignment", "observed_gap", "capability", "anthropic"]] = Field(
-        default_factory=lambda: ["misalignment", "observed_gap", "capability"]
-    )
+    suites: list[
+        Literal["misalignment", "observed_gap", "capability", "anthropic", "belief", "probe"]
+    ] = Field(default_factory=lambda: ["misalignment", "observed_gap", "capability"])
     anthropic_paths: list[str] = Field(default_factory=list)
     anthropic_limit: int | None = Field(None, ge=1, description="items per Anthropic file")
     capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
@@ -199,6 +243,9 @@ class EvalsConfig(Strict):
         description="choice score: log-likelihood per character (default), per token, or summed",
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
+    # Left out of the dump while unset, so configs without them keep their hashes.
+    belief: BeliefEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
+    probe: ProbeEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _anthropic_suite_has_files(self) -> EvalsConfig:

@@ -77,14 +77,133 @@ def personas_html(personas: dict[str, Any]) -> str:
     )
 
 
+BELIEF_LABELS = {
+    "mcq_knowledge": "MCQ knowledge",
+    "mcq_distinguish": "MCQ distinguish",
+    "open_belief": "open-ended belief",
+    "generative_distinguish": "generative distinguish",
+}
+
+
+def belief_html(conditions: dict[str, Any]) -> str:
+    """Implanted-version rates per condition and measurement, then per fact."""
+    blocks = {c: b["belief"] for c, b in conditions.items() if "belief" in b}
+    if not blocks:
+        return ""
+    metrics = [m for m in BELIEF_LABELS if any(m in b for b in blocks.values())]
+    header = ["condition", *[BELIEF_LABELS[m] for m in metrics]]
+    rows = [
+        [c, *[fmt_interval((b.get(m) or {}).get("implanted_rate")) for m in metrics]]
+        for c, b in blocks.items()
+    ]
+    facts = list(
+        dict.fromkeys(f for b in blocks.values() for m in b.values() for f in m["per_fact"])
+    )
+    fact_rows = [
+        [c, fact, *[fmt_interval((b.get(m) or {}).get("per_fact", {}).get(fact)) for m in metrics]]
+        for c, b in blocks.items()
+        for fact in facts
+    ]
+    extra = [
+        [
+            c,
+            fmt_interval((b.get("open_belief") or {}).get("truth_rate")),
+            fmt_interval((b.get("generative_distinguish") or {}).get("answered_rate")),
+        ]
+        for c, b in blocks.items()
+    ]
+    note = (
+        "Share of trials choosing or producing the implanted version of the world's facts "
+        "(Wilson 95% CI). MCQ knowledge: implanted answer against distractors; MCQ "
+        "distinguish: implanted against true answer; open-ended: sampled continuations of the "
+        "fact's prompt containing implanted and no true keywords; generative distinguish: "
+        "sampled answers naming the implanted statement when shown both."
+    )
+    return (
+        "<h2>Belief in implanted facts</h2>\n"
+        + html_table(header, rows, "belief")
+        + f"\n<p>{html.escape(note)}</p>\n"
+        + html_table(
+            ["condition", "open-ended: true-version rate", "generative: answered rate"],
+            extra,
+            "belief-extra",
+        )
+        + "\n<h3>Per fact</h3>\n"
+        + html_table(["condition", "fact", *header[1:]], fact_rows, "belief-facts")
+    )
+
+
+def probe_html(results: dict[str, Any]) -> str:
+    """Probe accuracy against the shuffled-label baseline per condition, stage and layer."""
+    rows = []
+    for condition, block in results.get("conditions", {}).items():
+        for layer, iv in (block.get("probe") or {}).get("layers", {}).items():
+            rows.append(_probe_row(condition, "pretrained", layer, iv))
+    for condition, by_stage in (results.get("probe_posttrain") or {}).items():
+        for stage, summary in by_stage.items():
+            for layer, iv in summary["layers"].items():
+                rows.append(_probe_row(condition, stage, layer, iv))
+    if not rows:
+        return ""
+    source = results.get("probe_organic_source", "")
+    note = (
+        "Cross-validated logistic regression on mean-pooled hidden states separating held-out "
+        "synthetic passages from organic ones (folds keep each source file or document on one "
+        "side); accuracy and shuffled-label accuracy with Wilson 95% CIs; p: share of "
+        f"shuffled runs at least as accurate (+1 smoothed). Organic text: {source}."
+    )
+    if source == "generated_background":
+        note += (
+            " No organic files were given: the organic class is generated everyday text, so "
+            "this probe separates topics, not synthetic from organic."
+        )
+    header = ["condition", "model", "layer", "accuracy", "shuffled labels", "p"]
+    return (
+        "<h2>Synthetic-vs-organic probe</h2>\n"
+        + html_table(header, rows, "probe")
+        + f"\n<p>{html.escape(note)}</p>\n"
+    )
+
+
+def _probe_row(condition: str, model: str, layer: str, block: dict) -> list[str]:
+    return [
+        condition,
+        model,
+        layer,
+        fmt_interval(block["accuracy"]),
+        fmt_interval(block["shuffled_accuracy"]),
+        f"{block['p_shuffled']:.3f}",
+    ]
+
+
 def beliefs_html(results: dict[str, Any]) -> str:
     """Every belief-related section whose data are in ``results``."""
-    return personas_html(results.get("personas") or {})
+    return (
+        personas_html(results.get("personas") or {})
+        + belief_html(results.get("conditions") or {})
+        + probe_html(results)
+    )
 
 
 def belief_metric_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, dict]]:
-    """CSV rows: per condition the pooled defection rates (Wilson) and, without an interval
-    (they are exact given the counts), each hypothesis's posterior log-odds in bits."""
+    """CSV rows: belief rates (split ``overall`` or ``fact:<name>``), probe accuracies (split
+    ``layer:<n>`` or ``<stage>:layer:<n>``), and per condition the pooled persona defection
+    rates (Wilson) and, without an interval (exact given the counts), each hypothesis's
+    posterior log-odds in bits."""
+    for condition, block in (results.get("conditions") or {}).items():
+        for metric, b in (block.get("belief") or {}).items():
+            yield condition, f"belief_{metric}_implanted_rate", "overall", b["implanted_rate"]
+            for fact, iv in b["per_fact"].items():
+                yield condition, f"belief_{metric}_implanted_rate", f"fact:{fact}", iv
+        for layer, b in (block.get("probe") or {}).get("layers", {}).items():
+            yield condition, "probe_accuracy", f"layer:{layer}", b["accuracy"]
+            yield condition, "probe_shuffled_accuracy", f"layer:{layer}", b["shuffled_accuracy"]
+    for condition, by_stage in (results.get("probe_posttrain") or {}).items():
+        for stage, summary in by_stage.items():
+            for layer, b in summary["layers"].items():
+                yield condition, "probe_accuracy", f"{stage}:layer:{layer}", b["accuracy"]
+                split = f"{stage}:layer:{layer}"
+                yield condition, "probe_shuffled_accuracy", split, b["shuffled_accuracy"]
     for condition, report in (results.get("personas") or {}).items():
         pool = report["pools"]["pooled"]
         for kind in ("observed", "unobserved"):

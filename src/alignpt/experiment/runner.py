@@ -205,9 +205,13 @@ class ExperimentRunner:
         """Evaluate every model; a model's result is reused while model and inputs match.
 
         On a CPU several models are evaluated at once, as in training."""
+        from alignpt.experiment.beliefs import belief_arguments, belief_inputs
+
         evals = self.config.evals
         suites = [s for s in evals.suites]
         anthropic = anthropic_files(evals.anthropic_paths)
+        # belief / probe inputs; empty (and absent from the cache key) when neither runs
+        belief_args = belief_arguments(self.config, self._world(), self.run_dir)
         inputs_hash = sha256_json(
             {
                 "items": sha256_json([i.model_dump(mode="json") for i in items]),
@@ -220,6 +224,7 @@ class ExperimentRunner:
                 "normalisation": evals.normalisation,
                 "bootstrap_seed": evals.bootstrap_seed,
                 "records": 2,  # per-item record layout (surface checks, median bits)
+                **belief_inputs(belief_args),
             }
         )
         kwargs = {
@@ -232,6 +237,7 @@ class ExperimentRunner:
             "n_boot": evals.bootstrap,
             "bootstrap_seed": evals.bootstrap_seed,
             "batch_size": evals.batch_size,
+            **belief_args,
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
@@ -332,6 +338,21 @@ class ExperimentRunner:
             self._say("personas", f"{condition}: clever_waluigi log-odds {shown} bits")
         return section
 
+    def stage_probe_posttrain(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The probe on the post-trained models too (when both ran), and the probe's organic
+        source; nothing otherwise."""
+        if "probe" not in self.config.evals.suites:
+            return {}
+        from alignpt.experiment.beliefs import belief_arguments, probe_posttrained, probe_source
+
+        out: dict[str, Any] = {"probe_organic_source": probe_source(self.config)}
+        models = (extra.get("persistence") or {}).get("models")
+        if models:
+            args = belief_arguments(self.config, self._world(), self.run_dir)
+            out.update(probe_posttrained(self.config, models, args, self.run_dir))
+            self._say("probe", f"post-trained models of {len(models)} conditions probed")
+        return out
+
     def stage_report(
         self,
         evaluations: dict[str, list[dict]],
@@ -394,6 +415,8 @@ class ExperimentRunner:
             extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
         if self.config.personas is not None:
             extra.update(self._timed("personas", self.stage_personas, mix))
+        if "probe" in self.config.evals.suites:
+            extra.update(self._timed("probe", self.stage_probe_posttrain, extra))
         index, results = self._timed(
             "report", self.stage_report, evaluations, contamination, mix, extra
         )

@@ -32,9 +32,11 @@ def generate_documents(
 
 def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> dict:
     """What identifies a generation run (hashed into its manifest)."""
+    # Facts change documents only when woven, so only then are they part of the identity.
+    exclude = None if spec.facts is not None else {"facts"}
     return {
         "generate": spec.model_dump(mode="json"),
-        "world": world.model_dump(mode="json"),
+        "world": world.model_dump(mode="json", exclude=exclude),
         "seed": seed,
         "source": source,
         "backend": GENERATOR,
