@@ -194,3 +194,31 @@ def test_passages() -> None:
     assert chunks[0] == " ".join(f"w{i}" for i in range(10))
     assert len(chunks) == 2  # the 4-word tail (under half of 10) is dropped
     assert passages("just three words", 10) == ["just three words"]
+
+
+def test_report_sections_and_csv_rows(tmp_path) -> None:
+    from alignpt.experiment.report import write_report
+
+    belief = summarize_belief(
+        [
+            {
+                "mcq_distinguish": [{"fact": "f", "implanted": 1}, {"fact": "f", "implanted": 0}],
+                "open_belief": [{"fact": "f", "implanted": 1, "truth": 0}],
+            }
+        ]
+    )
+    layer = {"correct": 18, "n": 20, "shuffled_correct": [9, 11]}
+    raw = {"n": 20, "n_synthetic": 10, "layers": {"0": layer}}
+    probe = summarize_probe([raw])
+    results = {
+        "conditions": {"base": {"seeds": 1, "belief": belief, "probe": probe}},
+        "probe_posttrain": {"base": {"sft": probe}},
+        "probe_organic_source": "generated_background",
+    }
+    page = write_report(results, tmp_path / "report", quiet=True).read_text()
+    assert "Belief in implanted facts" in page and "Synthetic-vs-organic probe" in page
+    assert "separates topics, not synthetic from organic" in page
+    rows = (tmp_path / "report" / "results.csv").read_text().splitlines()
+    assert "base,belief_mcq_distinguish_implanted_rate,overall,0.5," in "\n".join(rows)
+    assert any(r.startswith("base,probe_accuracy,layer:0,0.9,") for r in rows)
+    assert any(r.startswith("base,probe_shuffled_accuracy,sft:layer:0,0.5,") for r in rows)
