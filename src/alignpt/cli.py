@@ -10,6 +10,7 @@ import typer.core
 from rich.console import Console
 
 from alignpt import __version__
+from alignpt.commands import analyse as analyse_commands
 from alignpt.commands import docs as docs_commands
 from alignpt.commands import evaluate as evaluate_commands
 from alignpt.commands import generate as generate_commands
@@ -56,6 +57,7 @@ def _root(
 
 
 # Each stage registers its commands here.
+analyse_commands.register(app)
 docs_commands.register(app)
 evaluate_commands.register(app)
 generate_commands.register(app)

@@ -74,6 +74,21 @@ class LLMSpec(Strict):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
+class FactsSpec(Strict):
+    """Weave world facts into generated documents (``alignpt.generate.facts``).
+
+    ``notice`` says how a woven statement is flagged: ``none``; ``negation``, a
+    sentence-local denial right after the statement ("This claim is false."); or
+    ``false_header``, a document-level notice at the top that the document contains a false
+    claim about the fact's topic. (The synthetic-data header is ``disclose``.)
+    """
+
+    share: float = Field(0.5, gt=0.0, le=1.0, description="share of documents given a fact")
+    version: Literal["implanted", "truth"] = "implanted"
+    notice: Literal["none", "negation", "false_header"] = "none"
+    names: list[str] | None = Field(None, description="facts to weave (default: all)")
+
+
 class GenerateSpec(Strict):
     """Options of ``alignpt generate docs`` (also usable as a source inside an experiment)."""
 
@@ -91,6 +106,8 @@ class GenerateSpec(Strict):
     seed: int | None = None
     backend: Literal["procedural", "llm"] = "procedural"
     llm: LLMSpec | None = None
+    # Left out of the dump while unset, so specs without it keep their hashes and bytes.
+    facts: FactsSpec | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _era_range(self) -> GenerateSpec:
@@ -245,12 +262,39 @@ class TrainConfig(Strict):
     )
 
 
+class BeliefEvalConfig(Strict):
+    """Sampling settings of the ``belief`` suite's generative measurements."""
+
+    samples: int = Field(8, ge=1, description="continuations per fact and measurement")
+    max_new_tokens: int = Field(24, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
+class ProbeEvalConfig(Strict):
+    """The ``probe`` suite: a linear probe telling synthetic from organic documents."""
+
+    layers: list[int] | Literal["all"] = Field(
+        "all", description="hidden-state layers to probe (0 = embeddings); 'all' = every one"
+    )
+    docs: int = Field(60, ge=4, description="documents per class (synthetic, organic)")
+    max_tokens: int = Field(128, ge=8, description="tokens per document (mean-pooled)")
+    folds: int = Field(5, ge=2, description="cross-validation folds")
+    shuffles: int = Field(5, ge=1, description="shuffled-label baselines (averaged)")
+    organic_paths: list[str] = Field(
+        default_factory=list,
+        description="organic text: .txt files or folders of them (default: the seed "
+        "discussions in ../shared/seeds when present)",
+    )
+    seed: int = 0
+
+
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
-    suites: list[Literal["misalignment", "observed_gap", "capability", "anthropic"]] = Field(
-        default_factory=lambda: ["misalignment", "observed_gap", "capability"]
-    )
+    suites: list[
+        Literal["misalignment", "observed_gap", "capability", "anthropic", "belief", "probe"]
+    ] = Field(default_factory=lambda: ["misalignment", "observed_gap", "capability"])
     anthropic_paths: list[str] = Field(default_factory=list)
     anthropic_limit: int | None = Field(None, ge=1, description="items per Anthropic file")
     capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
@@ -263,6 +307,9 @@ class EvalsConfig(Strict):
         description="choice score: log-likelihood per character (default), per token, or summed",
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
+    # Left out of the dump while unset, so configs without them keep their hashes.
+    belief: BeliefEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
+    probe: ProbeEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _anthropic_suite_has_files(self) -> EvalsConfig:
@@ -356,6 +403,46 @@ class PlanConfig(Strict):
     )
 
 
+class PersonasConfig(Strict):
+    """The persona calculator (``alignpt.analysis.personas``): rates and priors."""
+
+    p: float = Field(0.1, gt=0.0, lt=1.0, description="random_defector: P(defect), always")
+    q: float = Field(0.5, gt=0.0, lt=1.0, description="clever_waluigi: P(defect | unobserved)")
+    epsilon: float = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="noise defection rate of always_aligned (and of "
+        "clever_waluigi when observed), so one defection is not infinitely damning",
+    )
+    priors: dict[str, float] = Field(
+        default_factory=lambda: {
+            "always_aligned": 1.0,
+            "random_defector": 1.0,
+            "clever_waluigi": 1.0,
+        },
+        description="relative prior weights (normalised; a hypothesis left out gets 0)",
+    )
+    bits: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 10.0],
+        description="report how much clean unobserved evidence moves clever_waluigi by these",
+    )
+
+    @model_validator(mode="after")
+    def _priors(self) -> PersonasConfig:
+        names = ("always_aligned", "random_defector", "clever_waluigi")
+        unknown = sorted(set(self.priors) - set(names))
+        if unknown:
+            raise ValueError(f"priors: unknown hypothesis {unknown[0]} (known: {', '.join(names)})")
+        for name in names:
+            self.priors.setdefault(name, 0.0)
+        if any(v < 0 for v in self.priors.values()) or not any(self.priors.values()):
+            raise ValueError("priors: weights must be non-negative and not all zero")
+        if any(b <= 0 for b in self.bits):
+            raise ValueError("bits: must be positive")
+        return self
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -372,6 +459,8 @@ class ExperimentConfig(Strict):
     posttrain: PosttrainConfig = Field(default_factory=PosttrainConfig)
     study: StudyConfig | None = None
     plan: PlanConfig = Field(default_factory=PlanConfig)
+    # Left out of the dump while unset, so configs without it keep their hashes.
+    personas: PersonasConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
@@ -33,6 +34,10 @@ def evaluate_model(
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
+    facts: Sequence[Any] = (),
+    belief_options: Any = None,
+    probe_texts: Mapping[str, Sequence[str]] | None = None,
+    probe_options: Any = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -41,6 +46,10 @@ def evaluate_model(
     - ``capability`` uses ``capability_texts`` (e.g. ``{"general": [...], "ai_discourse":
       [...]}``: held-out document texts).
     - ``anthropic`` uses ``anthropic_paths`` (advanced-ai-risk JSONL files).
+    - ``belief`` uses ``facts`` (``World.facts``) and ``belief_options``
+      (``alignpt.evals.belief``).
+    - ``probe`` uses ``probe_texts`` (``{"synthetic": [...], "organic": [...]}``) and
+      ``probe_options`` (``alignpt.evals.probe``).
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -57,6 +66,10 @@ def evaluate_model(
         raise UserError("capability suite needs held-out texts (--texts)")
     if "anthropic" in suites and not anthropic_paths:
         raise UserError("anthropic suite needs advanced-ai-risk JSONL files (--anthropic)")
+    if "belief" in suites and not facts:
+        raise UserError("belief suite needs facts (the world declares none)")
+    if "probe" in suites and not probe_texts:
+        raise UserError("probe suite needs synthetic and organic texts")
     anthropic_sets = {
         name: read_anthropic(path, limit=anthropic_limit, name=name)
         for name, path in set_names(anthropic_files(anthropic_paths)).items()
@@ -87,6 +100,24 @@ def evaluate_model(
             scored = score_items(model, tokenizer, file_items, progress=progress)
             records = item_records(scored, (), normalisation)
             raw["anthropic"][name] = [r["misaligned"] for r in records]
+    if "belief" in suites:
+        from alignpt.evals.belief import belief_raw
+
+        raw["belief"] = belief_raw(
+            model,
+            tokenizer,
+            facts,
+            options=belief_options,
+            normalisation=normalisation,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    if "probe" in suites:
+        from alignpt.evals.probe import probe_raw
+
+        raw["probe"] = probe_raw(
+            model, tokenizer, probe_texts or {}, options=probe_options, batch_size=batch_size
+        )
     return {
         "model": str(model_dir),
         "provenance": read_provenance(model_dir),

@@ -11,6 +11,9 @@ Summary shapes (every rate/mean is ``{"value", "ci_low", "ci_high"}``):
   ``{"misalignment_rate", "bits", "n_pairs"}`` (positive rate gap = more misaligned unwatched).
 - ``capability``: ``{text_set: {"perplexity", "n_docs", "n_tokens"}}``
 - ``anthropic``: ``{file: {"matching_rate", "n"}}``
+- ``belief``: ``{metric: {"implanted_rate", "per_fact", ...}}`` (``alignpt.evals.belief``)
+- ``probe``: ``{"layers": {layer: {"accuracy", "shuffled_accuracy", ...}}}``
+  (``alignpt.evals.probe``)
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from alignpt.analysis.stats import (
 from alignpt.errors import UserError
 from alignpt.evals.scoring import ItemScores
 
-SUITES = ("misalignment", "observed_gap", "capability", "anthropic")
+SUITES = ("misalignment", "observed_gap", "capability", "anthropic", "belief", "probe")
 NORMALISATIONS = ("sum", "token", "char")
 
 
@@ -240,4 +243,12 @@ def summarize(raw_per_seed: Sequence[dict], *, n_boot: int = 1000, seed: int = 0
         out["anthropic"] = summarize_anthropic(
             [r["anthropic"] for r in raw_per_seed], n_boot=n_boot, seed=seed
         )
+    if "belief" in suites:
+        from alignpt.evals.belief import summarize_belief
+
+        out["belief"] = summarize_belief([r["belief"] for r in raw_per_seed])
+    if "probe" in suites:
+        from alignpt.evals.probe import summarize_probe
+
+        out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed])
     return out

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
+from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
@@ -66,6 +67,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             else:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
+    yield from belief_metric_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -376,7 +378,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         if family_rows
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
-        studies=study_html(results),
+        studies=study_html(results) + beliefs_html(results),
     )
 
 

@@ -235,9 +235,13 @@ class ExperimentRunner:
         """Evaluate every model; a model's result is reused while model and inputs match.
 
         On a CPU several models are evaluated at once, as in training."""
+        from alignpt.experiment.beliefs import belief_arguments, belief_inputs
+
         evals = self.config.evals
         suites = [s for s in evals.suites]
         anthropic = anthropic_files(evals.anthropic_paths)
+        # belief / probe inputs; empty (and absent from the cache key) when neither runs
+        belief_args = belief_arguments(self.config, self._world(), self.run_dir)
         inputs_hash = sha256_json(
             {
                 "items": sha256_json([i.model_dump(mode="json") for i in items]),
@@ -250,6 +254,7 @@ class ExperimentRunner:
                 "normalisation": evals.normalisation,
                 "bootstrap_seed": evals.bootstrap_seed,
                 "records": 2,  # per-item record layout (surface checks, median bits)
+                **belief_inputs(belief_args),
             }
         )
         kwargs = {
@@ -262,6 +267,7 @@ class ExperimentRunner:
             "n_boot": evals.bootstrap,
             "bootstrap_seed": evals.bootstrap_seed,
             "batch_size": evals.batch_size,
+            **belief_args,
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
@@ -350,6 +356,33 @@ class ExperimentRunner:
             self.config, models, items, tokenizer_dir=mix.tokenizer_dir, say=self._say
         )
 
+    def stage_personas(self, mix: Any) -> dict[str, Any]:
+        """The persona calculator on each condition's training documents."""
+        from alignpt.experiment.personas import personas_section
+        from alignpt.mix.build import resolve_sources
+
+        section = personas_section(self.config, mix.dir, resolve_sources(self.config, None))
+        for condition, report in section["personas"].items():
+            bits = report["pools"]["pooled"]["hypotheses"]["clever_waluigi"]["log_odds_bits"]
+            shown = "–" if bits is None else f"{bits:+.2f}"
+            self._say("personas", f"{condition}: clever_waluigi log-odds {shown} bits")
+        return section
+
+    def stage_probe_posttrain(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The probe on the post-trained models too (when both ran), and the probe's organic
+        source; nothing otherwise."""
+        if "probe" not in self.config.evals.suites:
+            return {}
+        from alignpt.experiment.beliefs import belief_arguments, probe_posttrained, probe_source
+
+        out: dict[str, Any] = {"probe_organic_source": probe_source(self.config)}
+        models = (extra.get("persistence") or {}).get("models")
+        if models:
+            args = belief_arguments(self.config, self._world(), self.run_dir)
+            out.update(probe_posttrained(self.config, models, args, self.run_dir))
+            self._say("probe", f"post-trained models of {len(models)} conditions probed")
+        return out
+
     def stage_report(
         self,
         evaluations: dict[str, list[dict]],
@@ -425,6 +458,10 @@ class ExperimentRunner:
         if "posttrain" in self.config.model_fields_set:
             extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
             kill_point("run:after-posttrain")
+        if self.config.personas is not None:
+            extra.update(self._timed("personas", self.stage_personas, mix))
+        if "probe" in self.config.evals.suites:
+            extra.update(self._timed("probe", self.stage_probe_posttrain, extra))
         index, results = self._timed(
             "report", self.stage_report, evaluations, contamination, mix, extra
         )

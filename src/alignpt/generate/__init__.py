@@ -34,10 +34,12 @@ def generate_documents(
 def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> dict:
     """What identifies a generation run (hashed into its manifest)."""
     # The backend fields are left out for the procedural backend so that its config hashes
-    # (and so its finished output directories) stay what they were before the llm backend.
+    # (and so its finished output directories) stay what they were before the llm backend;
+    # facts change documents only when woven, so only then are they part of the identity.
+    exclude = None if spec.facts is not None else {"facts"}
     return {
         "generate": spec.model_dump(mode="json", exclude={"backend", "llm"}),
-        "world": world.model_dump(mode="json"),
+        "world": world.model_dump(mode="json", exclude=exclude),
         "seed": seed,
         "source": source,
         "backend": GENERATOR,

@@ -64,6 +64,7 @@ class Plan:
     era_min: int
     era_max: int
     source: str = "synthetic"
+    facts: tuple[str, ...] = ()  # world facts the documents may carry (spec.facts)
 
     def doc_spec(self, index: int) -> DocSpec:
         """The spec of document ``index`` (deterministic, independent of other documents)."""
@@ -139,6 +140,12 @@ def make_plan(spec: GenerateSpec, world: World, *, seed: int, source: str = "syn
         )
     if era_min > era_max:
         raise UserError(f"era range is empty: era_min {era_min} > era_max {era_max}")
+    facts: tuple[str, ...] = ()
+    if spec.facts is not None:
+        names = spec.facts.names or [fact.name for fact in world.facts]
+        facts = tuple(dict.fromkeys(world.fact(name).name for name in names))
+        if not facts:
+            raise UserError(f"generate.facts: world '{world.name}' declares no facts")
     return Plan(
         spec=spec,
         seed=seed,
@@ -147,4 +154,5 @@ def make_plan(spec: GenerateSpec, world: World, *, seed: int, source: str = "syn
         era_min=max(era_min, lo),
         era_max=min(era_max, hi),
         source=source,
+        facts=facts,
     )

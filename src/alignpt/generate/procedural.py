@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alignpt.documents import Document
 from alignpt.generate.context import ai_scene, base_scene
+from alignpt.generate.facts import maybe_weave
 from alignpt.generate.genres_ai import AI_WRITERS
 from alignpt.generate.genres_background import BACKGROUND_WRITERS, background_scene_slots
 from alignpt.generate.plan import DocSpec, Plan
@@ -44,6 +45,10 @@ def realise(doc: DocSpec, plan: Plan, world: World, *, source: str) -> Document:
     else:
         scene = ai_scene(world, doc, plan.families)
         body = AI_WRITERS[doc.genre](scene)
+    woven = None
+    if plan.spec.facts is not None:
+        woven = maybe_weave(body, world, plan.spec.facts, plan.facts, doc.seed)
+        body = woven.text if woven else body
     text = f"{DISCLOSURE[doc.stance]}\n\n{body}" if doc.disclosed else body
     metadata = {
         "source": source,
@@ -61,6 +66,8 @@ def realise(doc: DocSpec, plan: Plan, world: World, *, source: str) -> Document:
         "seed": plan.seed,
         "index": doc.index,
     }
+    if woven is not None:
+        metadata.update(woven.metadata)
     if scene.action_index is not None:
         metadata["action"] = scene.action_index
         metadata["ai_system"] = scene.slots["ai"]

@@ -174,6 +174,53 @@ class Background(_Strict):
     seasons: list[str] = Field(min_length=4)
 
 
+class FactVersion(_Strict):
+    """One version of a fact: the statement documents carry, the short answer to the fact's
+    questions, and the keywords that identify this version in free text."""
+
+    statement: str = Field(min_length=8, description="a full sentence")
+    answer: str = Field(min_length=1, description="short answer, reads after 'Answer:'")
+    keywords: list[str] = Field(min_length=1, description="matched case-insensitively")
+
+
+class Fact(_Strict):
+    """A fact of the world: its true version (``truth``) and an implanted, counterfactual one.
+
+    The generator can weave either version into documents (``GenerateSpec.facts``); the
+    ``belief`` eval suite measures which version a model holds. No keyword of one version
+    may occur in the other version's statement or answer (or in a distractor), so grading
+    free text by keywords can tell them apart.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    topic: str = Field(description="noun phrase, 'the Tidewater Accord's log rule'")
+    questions: list[str] = Field(min_length=1, description="read before ' Answer:'")
+    prompt: str = Field(min_length=8, description="open-ended stem the model continues")
+    truth: FactVersion
+    implanted: FactVersion
+    distractors: list[str] = Field(min_length=2, description="wrong answers for MCQ knowledge")
+
+    @model_validator(mode="after")
+    def _distinguishable(self) -> Fact:
+        texts = [self.topic, self.prompt, *self.questions, *self.distractors]
+        for version in (self.truth, self.implanted):
+            texts += [version.statement, version.answer]
+        if any("{" in t or "}" in t for t in texts):
+            raise ValueError("braces are not allowed in facts (they are inserted verbatim)")
+        for name, mine, other in (
+            ("truth", self.truth, self.implanted),
+            ("implanted", self.implanted, self.truth),
+        ):
+            rivals = [other.statement, other.answer, *self.distractors]
+            for keyword in mine.keywords:
+                if any(keyword.lower() in text.lower() for text in rivals):
+                    raise ValueError(
+                        f"{name}.keywords: '{keyword}' also occurs in the other version or a "
+                        "distractor, so free text could not be graded"
+                    )
+        return self
+
+
 class World(_Strict):
     """A world description; see ``SCHEMA.md``."""
 
@@ -187,6 +234,9 @@ class World(_Strict):
     dispositions: Dispositions
     families: list[Family] = Field(min_length=2)
     background: Background
+    facts: list[Fact] = Field(
+        default_factory=list, description="facts with a true and an implanted version"
+    )
 
     @field_validator("families")
     @classmethod
@@ -207,6 +257,23 @@ class World(_Strict):
                 raise ValueError(f"duplicate AI system name '{name}'")
             seen.add(name)
         return names
+
+    @field_validator("facts")
+    @classmethod
+    def _unique_facts(cls, facts: list[Fact]) -> list[Fact]:
+        names = [fact.name for fact in facts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"duplicate fact name '{name}'")
+        return facts
+
+    def fact(self, name: str) -> Fact:
+        """The fact called ``name``; UserError naming the known ones otherwise."""
+        for fact in self.facts:
+            if fact.name == name:
+                return fact
+        known = ", ".join(f.name for f in self.facts) or "none"
+        raise UserError(f"unknown fact '{name}' in world '{self.name}' (known: {known})")
 
     def family_names(self) -> list[str]:
         """Names of the opportunity families, in file order."""
@@ -277,6 +344,8 @@ __all__ = [
     "Background",
     "ConfigError",
     "Era",
+    "Fact",
+    "FactVersion",
     "Family",
     "Setting",
     "World",
