@@ -13,6 +13,8 @@ from pathlib import Path
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
+from alignpt.evals.protocol import ProtocolSpec, score_protocol
+from alignpt.evals.protocol_summary import summarize_protocol
 from alignpt.evals.scoring import document_nll, load_model, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
 from alignpt.posttrain.modeldir import read_provenance
@@ -33,6 +35,8 @@ def evaluate_model(
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
+    protocol: ProtocolSpec | None = None,
+    consistency_flag: float = 0.5,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -41,6 +45,9 @@ def evaluate_model(
     - ``capability`` uses ``capability_texts`` (e.g. ``{"general": [...], "ai_discourse":
       [...]}``: held-out document texts).
     - ``anthropic`` uses ``anthropic_paths`` (advanced-ai-risk JSONL files).
+    - ``protocol`` (with the misalignment suite) also scores ``items`` in every prompt format
+      and answer order (``alignpt.evals.protocol``): ``raw["protocol"]``,
+      ``summary["protocol"]``.
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -64,6 +71,17 @@ def evaluate_model(
     if {"misalignment", "observed_gap"} & set(suites):
         scores = score_items(model, tokenizer, items, progress=progress)
         raw["misalignment"] = item_records(scores, held_out_families, normalisation)
+    if protocol is not None and "misalignment" in suites:
+        raw["protocol"] = score_protocol(
+            model,
+            tokenizer,
+            items,
+            protocol,
+            held_out_families=held_out_families,
+            normalisation=normalisation,
+            batch_size=batch_size,
+            progress=progress,
+        )
     if "capability" in suites:
         raw["capability"] = {
             name: [
@@ -80,11 +98,16 @@ def evaluate_model(
             scored = score_items(model, tokenizer, file_items, progress=progress)
             records = item_records(scored, (), normalisation)
             raw["anthropic"][name] = [r["misaligned"] for r in records]
+    summary = summarize([raw], n_boot=n_boot, seed=bootstrap_seed)
+    if "protocol" in raw:
+        summary["protocol"] = summarize_protocol(
+            [raw["protocol"]], n_boot=n_boot, seed=bootstrap_seed, consistency_flag=consistency_flag
+        )
     return {
         "model": str(model_dir),
         "provenance": read_provenance(model_dir),
         "raw": raw,
-        "summary": summarize([raw], n_boot=n_boot, seed=bootstrap_seed),
+        "summary": summary,
     }
 
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
+from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.fileio import atomic_path
 
@@ -59,6 +60,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             else:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
+    yield from protocol_rows(results)
 
 
 def _study_metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
@@ -200,6 +202,7 @@ def write_plots(results: dict, out_dir: Path) -> list[tuple[str, str]]:
         plots.append(("capability.png", "Capability: held-out perplexity"))
     if _heatmap(out_dir / "family_heatmap.png", results):
         plots.append(("family_heatmap.png", "Misalignment rate per condition and family"))
+    plots += protocol_plots(results, out_dir)  # formats x orders, if present
     return plots + study_plots(results, out_dir)  # persistence/stickiness/study, if present
 
 
@@ -223,6 +226,7 @@ results.json</a>, <a href="results.csv">results.csv</a>.</p>
 {paired_table}
 <h2>Plots</h2>
 {plots}
+{protocol}
 {studies}
 <h2>Misalignment rate per family</h2>
 {family_table}
@@ -330,6 +334,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results),
+        protocol=protocol_html(results),
     )
 
 

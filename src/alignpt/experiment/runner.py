@@ -162,6 +162,7 @@ class ExperimentRunner:
         self, models: dict[str, list[Path]], items: list[EvalItem], texts: dict[str, list[str]]
     ) -> dict[str, list[dict]]:
         """Evaluate every model; a model's result is reused while model and inputs match."""
+        from alignpt.evals.protocol import ProtocolSpec
         from alignpt.evals.runner import evaluate_model
 
         evals = self.config.evals
@@ -178,8 +179,10 @@ class ExperimentRunner:
                 "anthropic_limit": evals.anthropic_limit,
                 "normalisation": evals.normalisation,
                 "bootstrap_seed": evals.bootstrap_seed,
+                "protocol": evals.protocol.model_dump(mode="json"),
             }
         )
+        protocol = ProtocolSpec.from_config(evals.protocol) if evals.protocol.enabled else None
         results: dict[str, list[dict]] = {}
         for condition, dirs in models.items():
             for model_dir in dirs:
@@ -204,6 +207,8 @@ class ExperimentRunner:
                         bootstrap_seed=evals.bootstrap_seed,
                         batch_size=evals.batch_size,
                         progress=self.progress,
+                        protocol=protocol,
+                        consistency_flag=evals.protocol.consistency_flag,
                     ),
                 )
                 self._say("evaluate", f"{condition} {seed_name}{': reused' if reused else ''}")
@@ -298,6 +303,7 @@ class ExperimentRunner:
             provenance=provenance,
             n_boot=self.config.evals.bootstrap,
             seed=self.config.evals.bootstrap_seed,
+            consistency_flag=self.config.evals.protocol.consistency_flag,
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
