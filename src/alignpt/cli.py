@@ -9,6 +9,7 @@ from rich.console import Console
 
 from alignpt import __version__
 from alignpt.commands import docs as docs_commands
+from alignpt.commands import evals_export as evals_export_commands
 from alignpt.commands import evaluate as evaluate_commands
 from alignpt.commands import generate as generate_commands
 from alignpt.commands import mix as mix_commands
@@ -45,6 +46,7 @@ def _root(
 # Each stage registers its commands here.
 docs_commands.register(app)
 evaluate_commands.register(app)
+evals_export_commands.register(app)
 generate_commands.register(app)
 mix_commands.register(app)
 posttrain_commands.register(app)
