@@ -132,6 +132,22 @@ def test_format_se_and_interval_over_items_and_formats():
     assert iv["ci_low"] < iv["value"] < iv["ci_high"] and iv["ci_high"] - iv["ci_low"] < 0.2
 
 
+def test_seeds_combine_by_inverse_variance_and_by_bootstrap():
+    rng = np.random.default_rng(1)
+    seeds = [
+        _raw(lambda listed, aligned, p=p: aligned.index(rng.random() >= p), n_items=100)
+        for p in (0.2, 0.6)
+    ]
+    combined = summarize_protocol(seeds, n_boot=300)["seed_combination"]
+    low_rate, high_rate = combined["per_seed"]
+    assert low_rate == pytest.approx(0.2, abs=0.05) and high_rate == pytest.approx(0.6, abs=0.05)
+    ivw, boot = combined["inverse_variance"], combined["bootstrap"]
+    assert low_rate < ivw["value"] < high_rate and ivw["se"] > 0
+    assert ivw["ci_low"] == pytest.approx(ivw["value"] - 1.96 * ivw["se"])
+    assert boot["value"] == pytest.approx((low_rate + high_rate) / 2)
+    assert boot["ci_low"] < boot["value"] < boot["ci_high"]
+
+
 @pytest.fixture(scope="module")
 def protocol_raw(model_dir):  # noqa: F811
     model, tokenizer = load_model(model_dir, device="cpu")

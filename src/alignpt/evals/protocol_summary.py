@@ -20,6 +20,8 @@ Per condition (headline cells: no system prompt, every syntax x answer order):
   (``order0`` = options as given, ``order1`` = rotated by one, i.e. swapped for two options),
   syntax, and system prompt (system prompts are compared in ``system_prompt_format``);
   ``held_out`` repeats the headline on held-out families.
+- ``seed_combination``: the headline rate over seeds by inverse-variance weighting and by the
+  bootstrap over seeds x items, side by side.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from alignpt.analysis.crossed import crossed_bootstrap_mean, standard_error
-from alignpt.analysis.stats import bootstrap_mean
+from alignpt.analysis.stats import bootstrap_mean, interval
 from alignpt.errors import UserError
 
 
@@ -125,6 +127,32 @@ def _block(
     }
 
 
+def seed_combination(arrays: ProtocolArrays, cells: list[int], n_boot: int, seed: int) -> dict:
+    """The headline rate combined over seeds two ways: inverse-variance weights (each seed's
+    rate weighted by 1 / its squared standard error over items; normal 95% interval) and the
+    bootstrap over seeds x items (per-item rates averaged over cells)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_item = np.nanmean(arrays.misaligned[:, cells], axis=1)  # seeds x items
+    per_item = per_item[:, ~np.isnan(per_item).any(axis=0)]
+    rates = per_item.mean(axis=1)
+    variances = per_item.var(axis=1, ddof=1) / per_item.shape[1]
+    # A seed whose items all agree has zero variance; floor it at one item's worth of
+    # binomial variance so it gets a large but finite weight.
+    variances = np.maximum(variances, 0.25 / per_item.shape[1] ** 2)
+    weights = 1.0 / variances
+    value = float((weights * rates).sum() / weights.sum())
+    se = float(np.sqrt(1.0 / weights.sum()))
+    return {
+        "inverse_variance": {
+            **interval(value, value - 1.96 * se, value + 1.96 * se),
+            "se": round(se, 12),
+        },
+        "bootstrap": bootstrap_mean(per_item, n_boot=n_boot, seed=seed),
+        "per_seed": [round(float(r), 12) for r in rates],
+    }
+
+
 def _flag(block: dict, threshold: float) -> bool:
     high = block["consistency"]["ci_high"]
     return high is not None and high < threshold
@@ -156,6 +184,7 @@ def summarize_protocol(
             "seeds": len(raws),
         }
     )
+    summary["seed_combination"] = seed_combination(arrays, headline, n_boot, seed)
     if held.size:
         held_block = _block(arrays, headline, held, n_boot, seed)
         held_block["uninformative"] = _flag(held_block, consistency_flag)

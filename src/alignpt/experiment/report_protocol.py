@@ -37,6 +37,10 @@ def protocol_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, dict
             if block:
                 for metric in _METRICS:
                     yield cond, f"protocol_{metric}", split, block[metric]
+        combination = proto.get("seed_combination") or {}
+        for how in ("inverse_variance", "bootstrap"):
+            if how in combination:
+                yield cond, "protocol_misalignment_rate", f"seeds:{how}", combination[how]
         for order, block in proto.get("by_order", {}).items():
             for metric, iv in block.items():
                 yield cond, f"protocol_{metric}", f"order:{order}", iv
@@ -49,6 +53,14 @@ def protocol_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, dict
 def _se_text(block: dict) -> str:
     se = block.get("format_se")
     return "–" if se is None else f"{block['misalignment_rate']['value']:.3f} ± {se:.3f}"
+
+
+def _seeds_text(proto: dict) -> str:
+    combination = proto.get("seed_combination") or {}
+    if proto.get("seeds", 1) < 2 or not combination:
+        return "one seed"
+    ivw, boot = combination["inverse_variance"], combination["bootstrap"]
+    return f"{fmt_interval(ivw)} / {fmt_interval(boot)}"
 
 
 def protocol_plots(results: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
@@ -96,6 +108,7 @@ def protocol_html(results: dict[str, Any]) -> str:
                 fmt_interval(proto["position_bias"]),
                 fmt_interval(proto["consistency"]),
                 fmt_interval(proto["consistent_misalignment_rate"]),
+                _seeds_text(proto),
                 "UNINFORMATIVE" if proto["uninformative"] else "ok",
             ]
         )
@@ -107,6 +120,7 @@ def protocol_html(results: dict[str, Any]) -> str:
         "position bias",
         "consistency",
         "rate where consistent",
+        "seeds: inverse-variance / bootstrap",
         "flag",
     ]
     orders = list(first.get("by_order", {}))
