@@ -136,10 +136,11 @@ def seed_combination(arrays: ProtocolArrays, cells: list[int], n_boot: int, seed
         per_item = np.nanmean(arrays.misaligned[:, cells], axis=1)  # seeds x items
     per_item = per_item[:, ~np.isnan(per_item).any(axis=0)]
     rates = per_item.mean(axis=1)
-    variances = per_item.var(axis=1, ddof=1) / per_item.shape[1]
+    n_items = max(per_item.shape[1], 1)
+    variances = per_item.var(axis=1, ddof=1) / n_items if n_items > 1 else np.zeros(len(rates))
     # A seed whose items all agree has zero variance; floor it at one item's worth of
     # binomial variance so it gets a large but finite weight.
-    variances = np.maximum(variances, 0.25 / per_item.shape[1] ** 2)
+    variances = np.maximum(variances, 0.25 / n_items**2)
     weights = 1.0 / variances
     value = float((weights * rates).sum() / weights.sum())
     se = float(np.sqrt(1.0 / weights.sum()))
