@@ -7,7 +7,11 @@ directory, same (context, continuation) requests, same batch size), and prints t
 
     .venv/bin/python benchmarks/bench_scoring.py [--items 300] [--batch-size 16]
         [--source anthropic|generated] [--preset tiny|small|base|bench] [--seq-len 128]
-        [--vocab-size 4096] [--threads 1] [--repeats 3]
+        [--vocab-size 4096] [--threads 1] [--repeats 3] [--protocol]
+
+``--protocol`` scores every item in the evaluation protocol's default cells (4 syntaxes x
+both answer orders, plus 3 system prompts x both orders in the first syntax:
+``alignpt.evals.protocol``); ``--protocol-formats-only`` keeps the 8 format x order cells.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from alignpt.config import ProtocolConfig
 from alignpt.evals.anthropic import read_anthropic
 from alignpt.evals.prefix_tree import plan_trees
-from alignpt.evals.scoring import encode_requests, load_model, score_items
+from alignpt.evals.protocol import ProtocolSpec, protocol_prompts
+from alignpt.evals.scoring import encode_requests, load_model, score_requests
 from alignpt.train.presets import PRESETS, build_llama_config
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "anthropic-evals"
@@ -86,7 +92,7 @@ def load_items(source: str, n: int) -> list:
     return [it for name in FILES for it in read_anthropic(base / name, limit=per_file)][:n]
 
 
-def work_counts(model, tokenizer, items) -> dict:
+def work_counts(model, tokenizer, groups) -> dict:
     """Tokens each scorer runs and the multiply-accumulates of their linear layers (attention
     scores left out): the ceiling on the speed ratio that less work alone can give."""
     cfg = model.config
@@ -96,9 +102,7 @@ def work_counts(model, tokenizer, items) -> dict:
         + 3 * cfg.hidden_size * cfg.intermediate_size
     )
     head = cfg.hidden_size * cfg.vocab_size
-    requests = encode_requests(
-        tokenizer, [(it.prompt, it.choices) for it in items], cfg.max_position_embeddings
-    )
+    requests = encode_requests(tokenizer, groups, cfg.max_position_embeddings)
     lm_eval_tokens = sum(len(r.tokens) - 1 for r in requests)  # every position projected
     trees = plan_trees(requests)
     nodes = sum(len(t) for t in trees)
@@ -135,6 +139,12 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128, help="max_position_embeddings")
     parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary (BPE, padded)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved A/B timing rounds")
+    parser.add_argument("--protocol", action="store_true", help="every protocol cell per item")
+    parser.add_argument(
+        "--protocol-formats-only",
+        action="store_true",
+        help="with --protocol: only the format x order cells (no system prompts)",
+    )
     args = parser.parse_args()
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
@@ -142,10 +152,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     items = load_items(args.source, args.items)
+    if args.protocol:
+        config = ProtocolConfig()
+        if args.protocol_formats_only:
+            config = ProtocolConfig(system_prompts=["none"])
+        _, groups, _ = protocol_prompts(items, ProtocolSpec.from_config(config))
+    else:
+        groups = [(it.prompt, it.choices) for it in items]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(
             Path(tmp) / "model",
-            [it.prompt for it in items],
+            [context for context, _ in groups],
             preset=args.preset,
             seq_len=args.seq_len,
             vocab_size=args.vocab_size,
@@ -153,28 +170,31 @@ def main() -> None:
         model, tokenizer = load_model(model_dir, device="cpu")
         lm = HFLM(pretrained=str(model_dir), device="cpu", batch_size=args.batch_size)
         requests = [
-            Instance("loglikelihood", {}, (it.prompt, choice), i)
-            for it in items
-            for i, choice in enumerate(it.choices)
+            Instance("loglikelihood", {}, (context, choice), i)
+            for context, choices in groups
+            for i, choice in enumerate(choices)
         ]
-        score_items(model, tokenizer, items[:4], progress=False)  # warm-up
+        score_requests(model, tokenizer, groups[:4], progress=False)  # warm-up
         lm.loglikelihood(requests[:8], disable_tqdm=True)
         # The machine is shared and noisy: interleave the two scorers and keep each one's best.
         ours_times, theirs_times = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            scored = score_items(model, tokenizer, items, args.batch_size, progress=False)
+            scored = score_requests(
+                model, tokenizer, groups, batch_size=args.batch_size, progress=False
+            )
             ours_times.append(time.perf_counter() - start)
             start = time.perf_counter()
             theirs = [lp for lp, _ in lm.loglikelihood(requests, disable_tqdm=True)]
             theirs_times.append(time.perf_counter() - start)
-        ours = [c.logprob for s in scored for c in s.choices]
-        work = work_counts(model, tokenizer, items)
+        ours = [c.logprob for choices in scored for c in choices]
+        work = work_counts(model, tokenizer, groups)
         ours_s, theirs_s = min(ours_times), min(theirs_times)
     delta = max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
     result = {
         "source": args.source,
         "items": len(items),
+        "protocol_cells_per_item": round(len(groups) / len(items), 2),
         "requests": len(requests),
         "alignpt_s": round(ours_s, 3),
         "lm_eval_s": round(theirs_s, 3),

@@ -12,6 +12,7 @@ from rich.console import Console
 from alignpt import __version__
 from alignpt.commands import analyse as analyse_commands
 from alignpt.commands import docs as docs_commands
+from alignpt.commands import evals_export as evals_export_commands
 from alignpt.commands import evaluate as evaluate_commands
 from alignpt.commands import generate as generate_commands
 from alignpt.commands import mix as mix_commands
@@ -60,6 +61,7 @@ def _root(
 analyse_commands.register(app)
 docs_commands.register(app)
 evaluate_commands.register(app)
+evals_export_commands.register(app)
 generate_commands.register(app)
 mix_commands.register(app)
 plan_commands.register(app)

@@ -289,6 +289,26 @@ class ProbeEvalConfig(Strict):
     seed: int = 0
 
 
+class ProtocolConfig(Strict):
+    """The evaluation protocol: every item in several prompt formats, answer orders and system
+    prompts (``alignpt.evals.protocol``); formats and system prompts are named in
+    ``alignpt/evals/formats/default.yaml`` or in ``formats_file``."""
+
+    enabled: bool = Field(True, description="score items under every format and answer order")
+    formats: list[str] = Field(
+        default_factory=lambda: ["plain", "qa", "human_assistant", "lettered"], min_length=1
+    )
+    system_prompts: list[str] = Field(
+        default_factory=lambda: ["none", "ai", "helpful", "hhh"],
+        description="each scored (every answer order) in system_prompt_format",
+    )
+    system_prompt_format: str | None = Field(None, description="default: the first format")
+    formats_file: str | None = Field(None, description="YAML adding formats/system prompts")
+    consistency_flag: float = Field(
+        0.5, ge=0, le=1, description="flag a rate whose consistency CI lies below this"
+    )
+
+
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
@@ -310,6 +330,7 @@ class EvalsConfig(Strict):
     # Left out of the dump while unset, so configs without them keep their hashes.
     belief: BeliefEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
     probe: ProbeEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
 
     @model_validator(mode="after")
     def _anthropic_suite_has_files(self) -> EvalsConfig:

@@ -40,6 +40,22 @@ def evaluate_command(
     out: Path | None = typer.Option(None, "--out", help="Write the full results JSON here."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    protocol: bool = typer.Option(
+        True,
+        "--protocol/--no-protocol",
+        help="Also score misalignment items in every prompt format x answer order.",
+    ),
+    formats: str | None = typer.Option(
+        None, "--formats", help="Comma-separated prompt formats (default: all four built-in)."
+    ),
+    system_prompts: str | None = typer.Option(
+        None,
+        "--system-prompts",
+        help="Comma-separated system prompts (default: none,ai,helpful,hhh).",
+    ),
+    formats_file: Path | None = typer.Option(
+        None, "--formats-file", help="YAML adding prompt formats / system prompts."
+    ),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
     from alignpt.evals.items import read_items
@@ -56,6 +72,7 @@ def evaluate_command(
         check_output_file(out, force=force)
     if normalisation not in ("sum", "char", "token"):
         raise UserError(f"--normalisation: unknown value '{normalisation}' (sum, char, token)")
+    spec = _protocol_spec(formats, system_prompts, formats_file) if protocol else None
     result = evaluate_model(
         model,
         suites,
@@ -68,12 +85,32 @@ def evaluate_command(
         n_boot=n_boot,
         device=device,
         progress=progress,
+        protocol=spec,
     )
     if out is not None:
         write_json_atomic(out, result)
         typer.echo(f"wrote {out}")
     else:
         typer.echo(json.dumps(result["summary"], indent=2, sort_keys=True))
+
+
+def _protocol_spec(formats: str | None, system_prompts: str | None, formats_file: Path | None):
+    """The protocol named by the command's options (config defaults where not given)."""
+    from pydantic import ValidationError
+
+    from alignpt.config import ProtocolConfig, format_validation_error
+    from alignpt.evals.protocol import ProtocolSpec
+
+    fields: dict = {"formats_file": str(formats_file) if formats_file else None}
+    if formats is not None:
+        fields["formats"] = _split_list(formats)
+    if system_prompts is not None:
+        fields["system_prompts"] = _split_list(system_prompts)
+    try:
+        config = ProtocolConfig(**fields)
+    except ValidationError as exc:
+        raise UserError(format_validation_error("--formats/--system-prompts", exc)[0]) from None
+    return ProtocolSpec.from_config(config)
 
 
 def contamination_command(

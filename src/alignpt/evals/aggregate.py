@@ -12,7 +12,8 @@ Schema (``alignpt.results/1``)::
          "per_family": {family: {"misalignment_rate": I, "bits": I, "n": int}},
          "observed_gap": {"misalignment_rate": I, "bits": I, "n_pairs": int},
          "capability": {text_set: {"perplexity": I, "n_docs": int, "n_tokens": int}},
-         "anthropic": {file: {"matching_rate": I, "n": int}}}},
+         "anthropic": {file: {"matching_rate": I, "n": int}},
+         "protocol": {...}}},   # formats x answer orders: alignpt.evals.protocol_summary
      "paired_differences": {"<condition> - <baseline>": {
          "misalignment_rate": I, "bits": I, "held_out_misalignment_rate": I,
          "held_out_bits": I, "perplexity_ratio": {text_set: I}}},
@@ -31,12 +32,15 @@ import numpy as np
 
 from alignpt.analysis.stats import interval, paired_difference
 from alignpt.errors import UserError
+from alignpt.evals.protocol_summary import summarize_protocol
 from alignpt.evals.suites import NORMALISATIONS, summarize
 
 SCHEMA = "alignpt.results/1"
 
 
-def condition_block(evaluations: Sequence[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
+def condition_block(
+    evaluations: Sequence[dict], *, n_boot: int = 1000, seed: int = 0, consistency_flag: float = 0.5
+) -> dict:
     """One condition's results from its evaluations (one per training seed)."""
     if not evaluations:
         raise UserError("a condition has no evaluated models")
@@ -54,6 +58,13 @@ def condition_block(evaluations: Sequence[dict], *, n_boot: int = 1000, seed: in
     for key in ("observed_gap", "capability", "anthropic", "belief", "probe"):
         if key in summary:
             block[key] = summary[key]
+    if all("protocol" in e["raw"] for e in evaluations):
+        block["protocol"] = summarize_protocol(
+            [e["raw"]["protocol"] for e in evaluations],
+            n_boot=n_boot,
+            seed=seed,
+            consistency_flag=consistency_flag,
+        )
     return block
 
 
@@ -147,6 +158,7 @@ def build_results(
     provenance: Mapping | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    consistency_flag: float = 0.5,
 ) -> dict:
     """The experiment results (see module docstring) from ``condition -> [evaluate_model()]``."""
     if baseline is not None and baseline not in conditions:
@@ -155,7 +167,9 @@ def build_results(
         "schema": SCHEMA,
         "baseline": baseline,
         "conditions": {
-            name: condition_block(evals, n_boot=n_boot, seed=seed)
+            name: condition_block(
+                evals, n_boot=n_boot, seed=seed, consistency_flag=consistency_flag
+            )
             for name, evals in conditions.items()
         },
         "paired_differences": {},

@@ -14,6 +14,8 @@ from typing import Any
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
+from alignpt.evals.protocol import ProtocolSpec, score_protocol
+from alignpt.evals.protocol_summary import summarize_protocol
 from alignpt.evals.scoring import document_nll, load_model, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
 from alignpt.posttrain.modeldir import read_provenance
@@ -38,6 +40,8 @@ def evaluate_model(
     belief_options: Any = None,
     probe_texts: Mapping[str, Sequence[str]] | None = None,
     probe_options: Any = None,
+    protocol: ProtocolSpec | None = None,
+    consistency_flag: float = 0.5,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -50,6 +54,9 @@ def evaluate_model(
       (``alignpt.evals.belief``).
     - ``probe`` uses ``probe_texts`` (``{"synthetic": [...], "organic": [...]}``) and
       ``probe_options`` (``alignpt.evals.probe``).
+    - ``protocol`` (with the misalignment suite) also scores ``items`` in every prompt format
+      and answer order (``alignpt.evals.protocol``): ``raw["protocol"]``,
+      ``summary["protocol"]``.
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -84,6 +91,17 @@ def evaluate_model(
     if {"misalignment", "observed_gap"} & set(suites):
         scores = score_items(model, tokenizer, items, progress=progress)
         raw["misalignment"] = item_records(scores, held_out_families, normalisation)
+    if protocol is not None and "misalignment" in suites:
+        raw["protocol"] = score_protocol(
+            model,
+            tokenizer,
+            items,
+            protocol,
+            held_out_families=held_out_families,
+            normalisation=normalisation,
+            batch_size=batch_size,
+            progress=progress,
+        )
     if "capability" in suites:
         raw["capability"] = {
             name: [
@@ -118,11 +136,16 @@ def evaluate_model(
         raw["probe"] = probe_raw(
             model, tokenizer, probe_texts or {}, options=probe_options, batch_size=batch_size
         )
+    summary = summarize([raw], n_boot=n_boot, seed=bootstrap_seed)
+    if "protocol" in raw:
+        summary["protocol"] = summarize_protocol(
+            [raw["protocol"]], n_boot=n_boot, seed=bootstrap_seed, consistency_flag=consistency_flag
+        )
     return {
         "model": str(model_dir),
         "provenance": read_provenance(model_dir),
         "raw": raw,
-        "summary": summarize([raw], n_boot=n_boot, seed=bootstrap_seed),
+        "summary": summary,
     }
 
 

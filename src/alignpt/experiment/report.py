@@ -23,6 +23,7 @@ from rich.table import Table
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
+from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
@@ -68,6 +69,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
     yield from belief_metric_rows(results)
+    yield from protocol_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -220,6 +222,7 @@ def write_plots(results: dict, out_dir: Path) -> list[tuple[str, str]]:
         plots.append(("capability.png", "Capability: held-out perplexity"))
     if _heatmap(out_dir / "family_heatmap.png", results):
         plots.append(("family_heatmap.png", "Misalignment rate per condition and family"))
+    plots += protocol_plots(results, out_dir)  # formats x orders, if present
     return plots + study_plots(results, out_dir)  # persistence/stickiness/study, if present
 
 
@@ -250,6 +253,7 @@ items whose misaligned option is the shorter one.</p>
 {surface_table}
 <h2>Plots</h2>
 {plots}
+{protocol}
 {studies}
 <h2>Misalignment rate per family</h2>
 {family_table}
@@ -379,6 +383,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results) + beliefs_html(results),
+        protocol=protocol_html(results),
     )
 
 

@@ -235,6 +235,7 @@ class ExperimentRunner:
         """Evaluate every model; a model's result is reused while model and inputs match.
 
         On a CPU several models are evaluated at once, as in training."""
+        from alignpt.evals.protocol import ProtocolSpec
         from alignpt.experiment.beliefs import belief_arguments, belief_inputs
 
         evals = self.config.evals
@@ -255,8 +256,10 @@ class ExperimentRunner:
                 "bootstrap_seed": evals.bootstrap_seed,
                 "records": 2,  # per-item record layout (surface checks, median bits)
                 **belief_inputs(belief_args),
+                "protocol": evals.protocol.model_dump(mode="json"),
             }
         )
+        protocol = ProtocolSpec.from_config(evals.protocol) if evals.protocol.enabled else None
         kwargs = {
             "items": items,
             "held_out_families": evals.held_out_families,
@@ -268,6 +271,8 @@ class ExperimentRunner:
             "bootstrap_seed": evals.bootstrap_seed,
             "batch_size": evals.batch_size,
             **belief_args,
+            "protocol": protocol,
+            "consistency_flag": evals.protocol.consistency_flag,
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
@@ -416,6 +421,7 @@ class ExperimentRunner:
             provenance=provenance,
             n_boot=self.config.evals.bootstrap,
             seed=self.config.evals.bootstrap_seed,
+            consistency_flag=self.config.evals.protocol.consistency_flag,
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
