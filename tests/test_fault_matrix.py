@@ -43,7 +43,7 @@ KILL_POINTS = [
     "mix:inside",
     "run:after-mix",
     "train:step@3",
-    "train:step@30",
+    "train:step@20",  # of one model: the two train side by side (24 steps each)
     "run:after-train",
     "evaluate:inside",
     "run:after-evaluate",
