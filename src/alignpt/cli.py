@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from alignpt import __version__
+from alignpt.commands import curate as curate_commands
 from alignpt.commands import docs as docs_commands
 from alignpt.commands import evaluate as evaluate_commands
 from alignpt.commands import generate as generate_commands
@@ -43,6 +44,7 @@ def _root(
 
 
 # Each stage registers its commands here.
+curate_commands.register(app)
 docs_commands.register(app)
 evaluate_commands.register(app)
 generate_commands.register(app)

@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.experiment.curate_report import curate_html
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.fileio import atomic_path
@@ -329,7 +330,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         if family_rows
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
-        studies=study_html(results),
+        studies=study_html(results) + curate_html(results),
     )
 
 

@@ -138,6 +138,50 @@ class ExperimentRunner:
         self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
         return texts
 
+    def curate_sources(self) -> list[str]:
+        from alignpt.mix.build import used_sources
+
+        if not self.config.conditions:
+            return []
+        return [n for n in used_sources(self.config) if self.config.sources[n].curate]
+
+    def check_curate(self) -> None:
+        """Executor, term lists and classifier of every curate block: one line, before work."""
+        from alignpt.curate.pipeline import check_spec
+
+        for name in self.curate_sources():
+            check_spec(self.config.sources[name].curate, f"sources.{name}.curate")
+
+    def stage_curate(self) -> dict[str, Any]:
+        """Curate every source with a ``curate:`` block (``runs/<name>/curate/<source>/``)."""
+        from alignpt.curate import run_curate
+        from alignpt.mix.build import curated_documents, resolve_source, source_seed
+
+        summaries: dict[str, Any] = {}
+        for name in self.curate_sources():
+            spec = self.config.sources[name].curate
+            raw = resolve_source(self.config, name, self.console if self.progress else None)
+            seed = spec.seed if spec.seed is not None else source_seed(self.config, name)
+            result = run_curate(
+                spec,
+                raw,
+                curated_documents(self.config, name).parent,
+                seed=seed,
+                where=f"sources.{name}.curate",
+            )
+            counts = result.manifest["counts"]
+            self._say(
+                "curate",
+                f"{name}: {'reused' if result.reused else 'curated'} "
+                + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+            )
+            summaries[name] = {
+                "counts": counts,
+                "stats": result.stats,
+                "bad_lines": result.manifest["bad_lines"]["count"],
+            }
+        return summaries
+
     def stage_mix(self) -> Any:
         from alignpt.mix import build_mix
 
@@ -312,17 +356,19 @@ class ExperimentRunner:
     def run(self) -> RunOutcome:
         """Every stage in order; finished stages are reused."""
         anthropic_files(self.config.evals.anthropic_paths)  # bad paths fail before any work
+        self.check_curate()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
         items = self.stage_eval_items()
         texts = self.stage_heldout_texts() if "capability" in self.config.evals.suites else {}
+        curated = self.stage_curate()
         mix = self.stage_mix()
         models = self.stage_train(mix)
         evaluations = self.stage_evaluate(models, items, texts)
         contamination = self.stage_contamination(mix.dir, items)
-        extra = {}
+        extra: dict[str, Any] = {"curate": curated} if curated else {}
         if "posttrain" in self.config.model_fields_set:
-            extra = self.stage_persistence(models, items, mix)
+            extra.update(self.stage_persistence(models, items, mix))
         index, results = self.stage_report(evaluations, contamination, mix, extra)
         return RunOutcome(self.run_dir, index, results)
 
