@@ -113,7 +113,9 @@ def build_readers(
             )
         )
     if parquet is not None:
-        readers.append(ParquetReader(str(base), paths_file=str(parquet), add_file_path=False))
+        reader = ParquetReader(str(base), paths_file=str(parquet))
+        reader.add_file_path = False  # not a constructor option here; paths differ per machine
+        readers.append(reader)
     return readers
 
 
