@@ -393,3 +393,21 @@ def test_runner_curates_before_mix(tmp_path: Path, corpus) -> None:
     from alignpt.experiment.curate_report import curate_html
 
     assert "web_filtered" in curate_html({"curate": summaries})
+
+
+# -- detector report ---------------------------------------------------------------------------
+def test_detection_metrics_and_removal_rate() -> None:
+    from alignpt.curate.evaluate import detection_metrics, removal_rate
+
+    truth = [True] * 40 + [False] * 60
+    predicted = [True] * 30 + [False] * 10 + [True] * 6 + [False] * 54
+    metrics = detection_metrics(truth, predicted, n_boot=300)
+    assert (metrics["tp"], metrics["fp"], metrics["fn"], metrics["tn"]) == (30, 6, 10, 54)
+    assert metrics["precision"]["value"] == pytest.approx(30 / 36)
+    assert metrics["recall"]["value"] == pytest.approx(0.75)
+    f1 = metrics["f1"]
+    assert f1["value"] == pytest.approx(2 * 30 / (2 * 30 + 6 + 10))
+    assert f1["ci_low"] < f1["value"] < f1["ci_high"]
+    assert detection_metrics(truth, predicted, n_boot=300) == metrics  # seeded
+    rate = removal_rate([True] * 9 + [False] * 91)
+    assert rate["flagged"] == 9 and 0.04 < rate["rate"]["ci_low"] < 0.09 < rate["rate"]["ci_high"]
