@@ -312,14 +312,16 @@ run_curate(spec, sys.argv[2], sys.argv[3], seed=5)
 
 
 def test_kill_then_resume_equals_uninterrupted(tmp_path: Path, corpus) -> None:
-    docs = [Document(f"{d.id}-{k}", d.text, d.metadata) for k in range(60) for d in corpus]
+    docs = [Document(f"{d.id}-{k}", d.text, d.metadata) for k in range(30) for d in corpus]
     source = write_files(tmp_path / "web", docs, 8)
     killable = spec(
         **BLOCKLIST_ONLY,
         actions={"filter": {"drop": "ai_discourse", "replace_tokens": True}},
         executor={"tasks": 8, "workers": 2},
     )
-    run_curate(killable, source, tmp_path / "whole", seed=5)
+    uninterrupted = killable.model_copy(deep=True)
+    uninterrupted.executor.workers = 1  # in this process; the worker count is not in the output
+    run_curate(uninterrupted, source, tmp_path / "whole", seed=5)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLABLE, killable.model_dump_json(), str(source), str(killed)],
