@@ -11,6 +11,7 @@ from rich.console import Console
 
 from alignpt import __version__
 from alignpt.commands import analyse as analyse_commands
+from alignpt.commands import curate as curate_commands
 from alignpt.commands import docs as docs_commands
 from alignpt.commands import evals_export as evals_export_commands
 from alignpt.commands import evaluate as evaluate_commands
@@ -59,6 +60,7 @@ def _root(
 
 # Each stage registers its commands here.
 analyse_commands.register(app)
+curate_commands.register(app)
 docs_commands.register(app)
 evaluate_commands.register(app)
 evals_export_commands.register(app)

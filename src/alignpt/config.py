@@ -124,11 +124,110 @@ class GenerateSpec(Strict):
         return self
 
 
+# -- curate: detection and actions on a real corpus (``src/alignpt/curate/README.md``) ----------
+CurateClass = Literal["ai_discourse", "aligned", "misaligned", "neutral"]
+ALIGNED_TOKEN, MISALIGNED_TOKEN = "<|aligned|>", "<|misaligned|>"
+
+
+class BlocklistSpec(Strict):
+    """Term lists: packaged files by default; each entry names a file (a path or a packaged
+    list name such as ``instant``), and ``extra_*`` adds literal terms."""
+
+    enabled: bool = True
+    instant: list[str] = Field(default_factory=lambda: ["instant"])
+    entities: list[str] = Field(default_factory=lambda: ["entities"])
+    negatives: list[str] = Field(default_factory=lambda: ["negatives"])
+    extra_instant: list[str] = Field(default_factory=list)
+
+
+class ClassifierSpec(Strict):
+    """The learned ai_discourse / stance classifier (``alignpt curate train-classifier``)."""
+
+    enabled: bool = True
+    path: str | None = Field(None, description="classifier directory; None = packaged default")
+    escalate: bool = Field(False, description="score only blocklist hits (others: not AI)")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="ai_discourse probability cut")
+
+
+class FilterAction(Strict):
+    """Drop one class; ``replace_tokens`` repeats retained documents to refill the tokens."""
+
+    drop: CurateClass = "ai_discourse"
+    replace_tokens: bool = False
+
+
+class UpsampleAction(Strict):
+    """Repeat the documents of one class ``factor`` times (fractions by a seeded draw)."""
+
+    target: CurateClass
+    factor: float = Field(2.0, ge=1.0)
+
+
+class TagAction(Strict):
+    """Record the detection in metadata, and optionally prefix PHF-style control tokens."""
+
+    tokens: Literal["none", "document", "sentence"] = "none"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="misaligned score for the token")
+
+
+class DiscloseAction(Strict):
+    """Prefix a synthetic-data header to documents whose metadata says they are synthetic."""
+
+    header: str | None = Field(None, description="header text; None = packaged header")
+
+
+class CurateActions(Strict):
+    """Actions applied in this order: filter, upsample, tag, disclose."""
+
+    filter: FilterAction | None = None
+    upsample: UpsampleAction | None = None
+    tag: TagAction | None = None
+    disclose: DiscloseAction | None = None
+
+
+class CurateSpec(Strict):
+    """A datatrove curate pipeline over a corpus: read, detect, act, write."""
+
+    detect: Literal["blocklist", "classifier", "both", "either"] = Field(
+        "either", description="what flags ai_discourse: one method, both, or either"
+    )
+    blocklist: BlocklistSpec = Field(default_factory=BlocklistSpec)
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
+    actions: CurateActions = Field(default_factory=CurateActions)
+    on_bad_line: Literal["skip", "stop"] = "skip"
+    seed: int | None = Field(None, description="default: derived from the experiment seed")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @model_validator(mode="after")
+    def _detectors_enabled(self) -> CurateSpec:
+        needs = {"blocklist": ("blocklist",), "classifier": ("classifier",)}.get(
+            self.detect, ("blocklist", "classifier")
+        )
+        off = [name for name in needs if not getattr(self, name).enabled]
+        if off:
+            raise ValueError(f"detect '{self.detect}' needs {' and '.join(off)} enabled")
+        stance_used = [
+            action.drop if isinstance(action, FilterAction) else action.target
+            for action in (self.actions.filter, self.actions.upsample)
+            if action is not None
+        ]
+        if not self.classifier.enabled and (
+            {"aligned", "misaligned"} & set(stance_used) or self.actions.tag is not None
+        ):
+            raise ValueError("stance classes and tags need the classifier enabled")
+        return self
+
+    def control_tokens(self) -> list[str]:
+        tag = self.actions.tag
+        return [ALIGNED_TOKEN, MISALIGNED_TOKEN] if tag and tag.tokens != "none" else []
+
+
 class SourceConfig(Strict):
     """A source of documents: an existing path, or documents generated from the world."""
 
     path: str | None = None
     generate: GenerateSpec | None = None
+    curate: CurateSpec | None = Field(None, description="curate the documents before the mix")
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -509,6 +608,15 @@ class ExperimentConfig(Strict):
         for section, names in (("sources", self.sources), ("conditions", self.conditions)):
             for name in names:
                 check_safe_name(name, section)
+        return self
+
+    @model_validator(mode="after")
+    def _curate_control_tokens_registered(self) -> ExperimentConfig:
+        """Control tokens a curate tag writes become special tokens of the mix's tokenizer."""
+        for source in self.sources.values():
+            for token in source.curate.control_tokens() if source.curate else []:
+                if token not in self.tokenizer.control_tokens:
+                    self.tokenizer.control_tokens.append(token)
         return self
 
     @model_validator(mode="after")

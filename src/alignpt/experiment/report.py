@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from alignpt.experiment.curate_report import curate_html
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
@@ -382,7 +383,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         if family_rows
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
-        studies=study_html(results) + beliefs_html(results),
+        studies=study_html(results) + beliefs_html(results) + curate_html(results),
         protocol=protocol_html(results),
     )
 

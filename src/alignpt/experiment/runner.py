@@ -186,6 +186,50 @@ class ExperimentRunner:
         self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
         return texts
 
+    def curate_sources(self) -> list[str]:
+        from alignpt.mix.build import used_sources
+
+        if not self.config.conditions:
+            return []
+        return [n for n in used_sources(self.config) if self.config.sources[n].curate]
+
+    def check_curate(self) -> None:
+        """Executor, term lists and classifier of every curate block: one line, before work."""
+        from alignpt.curate.pipeline import check_spec
+
+        for name in self.curate_sources():
+            check_spec(self.config.sources[name].curate, f"sources.{name}.curate")
+
+    def stage_curate(self) -> dict[str, Any]:
+        """Curate every source with a ``curate:`` block (``runs/<name>/curate/<source>/``)."""
+        from alignpt.curate import run_curate
+        from alignpt.mix.build import curated_documents, resolve_source, source_seed
+
+        summaries: dict[str, Any] = {}
+        for name in self.curate_sources():
+            spec = self.config.sources[name].curate
+            raw = resolve_source(self.config, name, self.console if self.progress else None)
+            seed = spec.seed if spec.seed is not None else source_seed(self.config, name)
+            result = run_curate(
+                spec,
+                raw,
+                curated_documents(self.config, name).parent,
+                seed=seed,
+                where=f"sources.{name}.curate",
+            )
+            counts = result.manifest["counts"]
+            self._say(
+                "curate",
+                f"{name}: {'reused' if result.reused else 'curated'} "
+                + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+            )
+            summaries[name] = {
+                "counts": counts,
+                "stats": result.stats,
+                "bad_lines": result.manifest["bad_lines"]["count"],
+            }
+        return summaries
+
     def stage_mix(self) -> Any:
         from alignpt.mix import build_mix
 
@@ -440,6 +484,7 @@ class ExperimentRunner:
         left behind are removed (and reported) before any stage looks at its output.
         """
         preflight(self.config)  # bad presets, families, paths, names: before any work
+        self.check_curate()  # term lists, classifiers, executors of curate: before any work
         with run_lock(self.run_dir, say=lambda line: self._say("lock", line)):
             for action in clean_temporaries(self.run_dir):
                 self._say("clean-up", f"{action} (left by a killed run)")
@@ -452,6 +497,10 @@ class ExperimentRunner:
         if "capability" in self.config.evals.suites:
             texts = self._timed("held-out text", self.stage_heldout_texts)
         kill_point("run:after-generate")
+        curated = {}
+        if any(source.curate is not None for source in self.config.sources.values()):
+            curated = self._timed("curate", self.stage_curate)
+            kill_point("run:after-curate")
         mix = self._timed("mix", self.stage_mix)
         kill_point("run:after-mix")
         models = self._timed("train", self.stage_train, mix)
@@ -460,9 +509,9 @@ class ExperimentRunner:
         kill_point("run:after-evaluate")
         contamination = self._timed("contamination", self.stage_contamination, mix.dir, items)
         kill_point("run:after-contamination")
-        extra = {}
+        extra: dict[str, Any] = {"curate": curated} if curated else {}
         if "posttrain" in self.config.model_fields_set:
-            extra = self._timed("posttrain", self.stage_persistence, models, items, mix)
+            extra.update(self._timed("posttrain", self.stage_persistence, models, items, mix))
             kill_point("run:after-posttrain")
         if self.config.personas is not None:
             extra.update(self._timed("personas", self.stage_personas, mix))

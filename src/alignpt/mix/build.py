@@ -96,35 +96,59 @@ def source_seed(config: ExperimentConfig, name: str) -> int:
     return (config.seed * 1_000_003 + stable_int(name)) % (1 << 31)
 
 
+def curated_documents(config: ExperimentConfig, name: str) -> Path:
+    """Where the curate stage leaves a ``curate:`` source's documents."""
+    return config.run_dir / "curate" / name / "documents"
+
+
 def resolve_sources(
     config: ExperimentConfig, console: Console | None, *, force: bool = False
 ) -> dict[str, Path]:
-    """The documents path of every used source, generating ``generate:`` sources first."""
+    """The documents path of every used source, generating ``generate:`` sources first.
+
+    A source with a ``curate:`` block is read from the curate stage's output, which
+    ``alignpt run`` writes before the mix.
+    """
     paths: dict[str, Path] = {}
     for name in used_sources(config):
-        source = config.sources[name]
-        if source.path is not None:
-            path = Path(source.path)
-            if not path.exists():
-                raise UserError(f"sources.{name}.path: {path}: no such file or directory")
-            paths[name] = path
+        if config.sources[name].curate is None:
+            paths[name] = resolve_source(config, name, console, force=force)
             continue
-        from alignpt.generate import write_documents_dir  # only when a source needs it
-        from alignpt.worlds import load_world
-
-        out = config.run_dir / "sources" / name
-        if console:
-            console.print(f"[bold]source[/] {name}: generating into {out}")
-        paths[name] = write_documents_dir(
-            source.generate,
-            load_world(config.world),
-            out,
-            seed=source_seed(config, name),
-            source=name,
-            progress=console is not None,
-            force=force,
-        )
+        curated = curated_documents(config, name)
+        if not (curated.parent / MANIFEST).is_file():
+            raise UserError(
+                f"sources.{name}.curate: not curated yet ({curated.parent} has no manifest); "
+                "alignpt run curates before it mixes"
+            )
+        paths[name] = curated
     return paths
+
+
+def resolve_source(
+    config: ExperimentConfig, name: str, console: Console | None, *, force: bool = False
+) -> Path:
+    """The documents path of one source as configured (before any curation)."""
+    source = config.sources[name]
+    if source.path is not None:
+        path = Path(source.path)
+        if not path.exists():
+            raise UserError(f"sources.{name}.path: {path}: no such file or directory")
+        return path
+    from alignpt.generate import write_documents_dir  # only when a source needs it
+    from alignpt.worlds import load_world
+
+    out = config.run_dir / "sources" / name
+    if console:
+        console.print(f"[bold]source[/] {name}: generating into {out}")
+    return write_documents_dir(
+        source.generate,
+        load_world(config.world),
+        out,
+        seed=source_seed(config, name),
+        source=name,
+        progress=console is not None,
+        force=force,
+    )
 
 
 def source_hash(path: Path) -> str:
@@ -325,8 +349,8 @@ def _inputs_unchanged(config: ExperimentConfig, manifest: dict[str, Any]) -> boo
         source = config.sources.get(name)
         if source is None:
             return False
-        if source.path is not None:
-            path = Path(source.path)
+        if source.path is not None or source.curate is not None:
+            path = curated_documents(config, name) if source.curate else Path(source.path or "")
             if not path.exists() or source_hash(path) != recorded:
                 return False
     return True

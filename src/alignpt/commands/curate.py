@@ -1,0 +1,121 @@
+"""``alignpt curate``: detect AI discourse and stance in a corpus, then filter / upsample / tag.
+
+``alignpt curate INPUT --out DIR [--spec YAML]`` runs the pipeline (same as ``curate run``);
+``alignpt curate train-classifier DOCS --out DIR`` trains the classifier;
+``alignpt curate report ...`` measures blocklist and classifier on a labelled set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from alignpt.config import CurateSpec, load_yaml, parse_model
+
+
+class _RunByDefault(TyperGroup):
+    """``alignpt curate INPUT ...`` is ``alignpt curate run INPUT ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+curate_app = typer.Typer(
+    cls=_RunByDefault,
+    help=(
+        "Detect AI discourse and stance in a corpus (blocklist + classifier) and filter, "
+        "upsample, tag or disclose, as datatrove pipelines.\n\n`alignpt curate INPUT --out DIR "
+        "[--spec YAML]` runs (same as `alignpt curate run`)."
+    ),
+    no_args_is_help=True,
+)
+
+
+def load_spec(path: Path | None) -> CurateSpec:
+    """A curate block from YAML (the same fields as a source's ``curate:``), or the defaults."""
+    if path is None:
+        return CurateSpec()
+    return parse_model(CurateSpec, load_yaml(path) or {}, str(path))
+
+
+@curate_app.command("run")
+def run_command(
+    source: Path = typer.Argument(
+        ..., help="Documents file or directory (JSONL(.gz/.zst), Parquet)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output directory (documents/, manifest.json)."),
+    spec_path: Path | None = typer.Option(
+        None, "--spec", help="YAML curate block (detect, blocklist, classifier, actions, executor)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of upsampling and refill draws."),
+    tasks: int | None = typer.Option(None, "--tasks", min=1, help="Override executor.tasks."),
+    workers: int | None = typer.Option(None, "--workers", help="Override executor.workers."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Run (or resume, or reuse) a curate pipeline over INPUT."""
+    from alignpt.curate import run_curate
+
+    spec = load_spec(spec_path)
+    if tasks is not None:
+        spec.executor.tasks = tasks
+    if workers is not None:
+        spec.executor.workers = workers
+    result = run_curate(spec, source, out, seed=spec.seed if spec.seed is not None else seed)
+    if as_json:
+        typer.echo(json.dumps(result.manifest["counts"] | {"stats": result.stats}, indent=2))
+        return
+    console = Console()
+    state = "reused" if result.reused else "curated"
+    console.print(f"{state}: {result.documents}")
+    print_stats(result.manifest, console)
+
+
+def print_stats(manifest: dict, console: Console) -> None:
+    """Headline counts, then every step's labels, then bad lines."""
+    table = Table(title="curate")
+    table.add_column("step")
+    table.add_column("label")
+    table.add_column("value", justify="right")
+    for name, value in manifest["counts"].items():
+        table.add_row("total", name, f"{value:,}")
+    for step, labels in manifest["stats"].items():
+        for label, value in labels.items():
+            table.add_row(step, label, f"{value:,}" if float(value).is_integer() else f"{value}")
+    console.print(table)
+    bad = manifest.get("bad_lines", {})
+    if bad.get("count"):
+        console.print(f"{bad['count']} bad lines skipped:")
+        for line in bad["first"]:
+            console.print(f"  {line['file']}:{line['line']}: {line['reason']}", markup=False)
+
+
+@curate_app.command("train-classifier")
+def train_command(
+    docs: list[Path] = typer.Argument(
+        ..., help="Labelled documents (metadata stance, ai_discourse)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Classifier directory to write."),
+    seed: int = typer.Option(0, "--seed"),
+    c: float = typer.Option(1.0, "--c", help="Inverse L2 strength of the logistic regressions."),
+) -> None:
+    """Train the ai_discourse and stance heads on MiniLM embeddings; save them to --out."""
+    from itertools import chain
+
+    from alignpt.curate.classifier import train_classifier
+    from alignpt.documents import read_documents
+
+    documents = chain.from_iterable(read_documents(path) for path in docs)
+    _, info = train_classifier(documents, out, seed=seed, c=c)
+    Console().print(f"classifier saved to {out}: {json.dumps(info)}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(curate_app, name="curate")
