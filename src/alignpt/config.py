@@ -403,6 +403,9 @@ class ProtocolConfig(Strict):
     )
     system_prompt_format: str | None = Field(None, description="default: the first format")
     formats_file: str | None = Field(None, description="YAML adding formats/system prompts")
+    items: Literal["all", "held_out"] = Field(
+        "all", description="which items the protocol scores: all, or the held-out families'"
+    )
     consistency_flag: float = Field(
         0.5, ge=0, le=1, description="flag a rate whose consistency CI lies below this"
     )
@@ -435,6 +438,12 @@ class EvalsConfig(Strict):
     def _anthropic_suite_has_files(self) -> EvalsConfig:
         if "anthropic" in self.suites and not self.anthropic_paths:
             raise ValueError("the anthropic suite needs anthropic_paths (JSONL files or folders)")
+        if (
+            self.protocol.enabled
+            and self.protocol.items == "held_out"
+            and not (self.held_out_families)
+        ):
+            raise ValueError("protocol.items: 'held_out' needs held_out_families")
         return self
 
 

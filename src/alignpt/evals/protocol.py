@@ -41,13 +41,20 @@ class ProtocolSpec:
     formats: list[str]
     system_prompts: list[str]
     system_prompt_format: str
+    held_out_only: bool = False  # score only the held-out families' items
 
     @classmethod
     def from_config(cls, config: ProtocolConfig) -> ProtocolSpec:
         library = load_library(config.formats_file)
         system_format = config.system_prompt_format or config.formats[0]
         check_names(library, [*config.formats, system_format], config.system_prompts)
-        return cls(library, list(config.formats), list(config.system_prompts), system_format)
+        return cls(
+            library,
+            list(config.formats),
+            list(config.system_prompts),
+            system_format,
+            held_out_only=config.items == "held_out",
+        )
 
     def cells(self, n_orders: int) -> list[dict]:
         """Every (syntax, system, order): ``none`` (or no system prompt at all) in every

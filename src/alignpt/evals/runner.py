@@ -92,10 +92,11 @@ def evaluate_model(
         scores = score_items(model, tokenizer, items, progress=progress)
         raw["misalignment"] = item_records(scores, held_out_families, normalisation)
     if protocol is not None and "misalignment" in suites:
+        held = set(held_out_families)
         raw["protocol"] = score_protocol(
             model,
             tokenizer,
-            items,
+            [i for i in items if i.family in held] if protocol.held_out_only else items,
             protocol,
             held_out_families=held_out_families,
             normalisation=normalisation,
