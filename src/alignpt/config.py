@@ -132,6 +132,11 @@ class TokenizerConfig(Strict):
     sample_docs: int = Field(20000, ge=1, description="documents sampled to train the BPE")
     min_frequency: int = Field(2, ge=1)
     control_tokens: list[str] = Field(default_factory=list)
+    mode_grammar: str | None = Field(
+        None,
+        description="'default' or a mode-grammar YAML: its tags become special tokens",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
 
 
 class ModelConfig(Strict):

@@ -54,6 +54,7 @@ from alignpt.mix.tokenizer import (
     token_ids,
     train_bpe,
 )
+from alignpt.mode_grammar import load_grammar
 
 
 @dataclass
@@ -75,11 +76,20 @@ def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
         "sources": {n: config.sources[n].model_dump(mode="json") for n in used},
         "conditions": {n: c.model_dump(mode="json") for n, c in config.conditions.items()},
         "tokenizer": config.tokenizer.model_dump(mode="json"),
-        "special_tokens": special_tokens(config.tokenizer.control_tokens),
+        "special_tokens": experiment_special_tokens(config),
         "train": {
             k: getattr(config.train, k) for k in ("tokens", "late_fraction", "finetune_tokens")
         },
     }
+
+
+def experiment_special_tokens(config: ExperimentConfig) -> list[str]:
+    """The tokenizer's special tokens, with the mode grammar's when ``tokenizer.mode_grammar``."""
+    grammar: list[str] = []
+    if config.tokenizer.mode_grammar is not None:
+        loaded = load_grammar(config.tokenizer.mode_grammar)
+        grammar = [*loaded.tags, *loaded.control_tokens.values()]
+    return special_tokens(config.tokenizer.control_tokens, grammar)
 
 
 def used_sources(config: ExperimentConfig) -> list[str]:
@@ -165,7 +175,7 @@ def build_tokenizer(
     config: ExperimentConfig, sources: dict[str, Path], hashes: dict[str, str], out: Path
 ) -> tuple[str, bool]:
     """Train (or install) the shared tokenizer at ``out``; return (its hash, reused)."""
-    specials = special_tokens(config.tokenizer.control_tokens)
+    specials = experiment_special_tokens(config)
     settings = config.tokenizer.model_dump(mode="json")
     key_parts: dict[str, Any] = {"tokenizer": settings, "specials": specials}
     if config.tokenizer.path:
