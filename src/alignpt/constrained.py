@@ -73,6 +73,7 @@ class ModeGrammarProcessor(LogitsProcessor):
         self._tail_len = max(len(p) for p in patterns) - 1
         self._texts = token_texts(tokenizer)
         self._prefixes = {p[:k] for p in patterns for k in range(1, len(p))}
+        self._starts = "".join(sorted({p[0] for p in patterns}))
         # Tokens that can take part in a new tag: those holding a whole tag, and per proper
         # prefix of a tag, those whose text starts with the rest of it.
         self._contains = [i for i, t in enumerate(self._texts) if self._pattern.search(t)]
@@ -81,7 +82,8 @@ class ModeGrammarProcessor(LogitsProcessor):
             rests = tuple(p[len(prefix) :] for p in patterns if p.startswith(prefix))
             ids = [i for i, t in enumerate(self._texts) if t.startswith(rests)]
             self._completing[prefix] = ids
-        self._banned_cache: dict[tuple[State, str], list[int]] = {}
+        self._banned_cache: dict[tuple[State, str], torch.Tensor] = {}
+        self._vocab = len(self._texts)
         self.reset()
 
     def reset(self) -> None:
@@ -92,8 +94,14 @@ class ModeGrammarProcessor(LogitsProcessor):
 
     # -- text and states -------------------------------------------------------------------
 
+    def _may_hold_tag(self, text: str) -> bool:
+        """False when ``text`` holds no character a tag starts with (the common case)."""
+        return any(c in text for c in self._starts)
+
     def _key(self, tail: str) -> str:
         """The longest end of ``tail`` that begins a tag (all a next token can complete)."""
+        if not self._may_hold_tag(tail):
+            return ""
         for start in range(max(0, len(tail) - self._tail_len), len(tail)):
             if tail[start:] in self._prefixes:
                 return tail[start:]
@@ -102,6 +110,8 @@ class ModeGrammarProcessor(LogitsProcessor):
     def advance(self, state: State, tail: str, text: str, *, strict: bool) -> State | None:
         """The state after ``text`` follows ``tail``; None (strict only) if it breaks a rule."""
         joined = tail + text
+        if not self._may_hold_tag(joined):
+            return state
         for match in self._pattern.finditer(joined):
             if match.end() <= len(tail):
                 continue
@@ -125,6 +135,10 @@ class ModeGrammarProcessor(LogitsProcessor):
 
     def banned_ids(self, state: State, tail: str) -> list[int]:
         """Token ids the grammar bans next, for a sequence in ``state`` ending in ``tail``."""
+        return self.banned_mask(state, tail).nonzero().flatten().tolist()
+
+    def banned_mask(self, state: State, tail: str) -> torch.Tensor:
+        """A boolean mask over the tokenizer's ids: True where the grammar bans the token."""
         key = self._key(tail)
         cached = self._banned_cache.get((state, key))
         if cached is not None:
@@ -132,11 +146,13 @@ class ModeGrammarProcessor(LogitsProcessor):
         candidates = set(self._contains)
         if key:
             candidates.update(self._completing[key])
-        banned = sorted(
+        banned = [
             i for i in candidates if self.advance(state, key, self._texts[i], strict=True) is None
-        )
-        self._banned_cache[(state, key)] = banned
-        return banned
+        ]
+        mask = torch.zeros(self._vocab, dtype=torch.bool)
+        mask[banned] = True
+        self._banned_cache[(state, key)] = mask
+        return mask
 
     def _parse_prompt(self, ids: Sequence[int]) -> tuple[State, str]:
         text = "".join(self._texts[i] for i in ids if i < len(self._texts))
@@ -183,21 +199,20 @@ class ModeGrammarProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._sync(input_ids)
-        vocab = scores.shape[-1]
-        rows: list[int] = []
-        cols: list[int] = []
+        masks = []
+        forced: list[tuple[int, int]] = []
         for r, (state, tail) in enumerate(self._rows):
             if self._pending[r]:
-                forced = self._pending[r][0]
-                keep = scores[r, forced].clone()
-                scores[r] = float("-inf")
-                scores[r, forced] = keep
-                continue
-            banned = [i for i in self.banned_ids(state, tail) if i < vocab]
-            rows.extend([r] * len(banned))
-            cols.extend(banned)
-        if rows:
-            scores[rows, cols] = float("-inf")
+                forced.append((r, self._pending[r][0]))
+            masks.append(self.banned_mask(state, tail))
+        mask = torch.stack(masks)
+        for r, token in forced:  # only the forced token survives in this row
+            mask[r] = True
+            mask[r, token] = False
+        vocab = min(scores.shape[-1], self._vocab)
+        scores[:, :vocab].masked_fill_(mask[:, :vocab].to(scores.device), float("-inf"))
+        if scores.shape[-1] > vocab:  # padded embedding rows: ids no text can come from
+            scores[:, vocab:] = float("-inf")
         return scores
 
 
