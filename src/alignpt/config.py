@@ -76,6 +76,44 @@ class MetadataFilter(Strict):
         return self
 
 
+class ControlTokensConfig(Strict):
+    """Conditional pretraining (Korbak et al. 2023): control tokens from metadata.
+
+    ``key`` is a dotted metadata path (``stance``, ``curate.stance_scores.misaligned``).
+    Give ``tokens`` (metadata value -> control token) for a categorical value, or
+    ``threshold`` with ``above``/``below`` for a score (value >= threshold -> ``above``).
+    ``level: sentence`` prefixes every sentence (a list of scores at ``key`` gives one per
+    sentence). A share ``drop_fraction`` of prefixes is left out (chosen by a hash of the
+    experiment seed and document id), so the model also learns unconditional text.
+    Documents without the key are unchanged.
+    """
+
+    key: str = Field("stance", min_length=1)
+    tokens: dict[str, str] = Field(default_factory=dict)
+    threshold: float | None = None
+    above: str | None = None
+    below: str | None = None
+    level: Literal["document", "sentence"] = "document"
+    drop_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ControlTokensConfig:
+        scored = self.threshold is not None
+        if scored == bool(self.tokens):
+            raise ValueError("give either 'tokens' or 'threshold' (with 'above' and 'below')")
+        if scored and (not self.above or not self.below):
+            raise ValueError("'threshold' needs both 'above' and 'below' control tokens")
+        if not scored and (self.above or self.below):
+            raise ValueError("'above'/'below' need 'threshold'")
+        return self
+
+    @property
+    def control_tokens(self) -> list[str]:
+        """Every control token this rule can write."""
+        found = [*self.tokens.values(), self.above, self.below]
+        return list(dict.fromkeys(t for t in found if t))
+
+
 class ConditionSource(Strict):
     """How one source enters one condition (see ``src/alignpt/mix/README.md``).
 
@@ -96,6 +134,11 @@ class ConditionSource(Strict):
     dose_share: float | None = Field(None, gt=0.0, le=1.0, description="share of the phase")
     order: Literal["shuffled", "chronological"] = "shuffled"
     allow_repeat: bool = True
+    control: ControlTokensConfig | None = Field(
+        None,
+        description="prefix documents or sentences with control tokens (conditional training)",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
 
     @model_validator(mode="after")
     def _one_amount(self) -> ConditionSource:
