@@ -37,9 +37,15 @@ def evaluate_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     out: Path | None = typer.Option(None, "--out", help="Write the full results JSON here."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    mode_prefix: list[str] = typer.Option(
+        None,
+        "--mode-prefix",
+        help="Also score items under this mode: NAME=PREFIX or a grammar mode name (2+).",
+    ),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
     from alignpt.evals.items import read_items
+    from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
     from alignpt.fileio import write_json_atomic
@@ -61,6 +67,7 @@ def evaluate_command(
         n_boot=n_boot,
         device=device,
         progress=progress,
+        mode_prefixes=parse_mode_prefixes(mode_prefix) if mode_prefix else None,
     )
     if out is not None:
         write_json_atomic(out, result)

@@ -13,6 +13,7 @@ from pathlib import Path
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
+from alignpt.evals.modes import prefixed_items
 from alignpt.evals.scoring import document_nll, load_model, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
 from alignpt.posttrain.modeldir import read_provenance
@@ -33,6 +34,7 @@ def evaluate_model(
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
+    mode_prefixes: Mapping[str, str] | None = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -41,6 +43,8 @@ def evaluate_model(
     - ``capability`` uses ``capability_texts`` (e.g. ``{"general": [...], "ai_discourse":
       [...]}``: held-out document texts).
     - ``anthropic`` uses ``anthropic_paths`` (advanced-ai-risk JSONL files).
+    - ``mode_prefixes`` (``{"ai": "<ai>", "human": "<human>"}``) also scores ``items`` under
+      each prefix: ``raw["modes"]`` and ``summary["modes"]`` (:mod:`alignpt.evals.modes`).
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -64,6 +68,17 @@ def evaluate_model(
     if {"misalignment", "observed_gap"} & set(suites):
         scores = score_items(model, tokenizer, items, progress=progress)
         raw["misalignment"] = item_records(scores, held_out_families, normalisation)
+    if mode_prefixes:
+        if not items:
+            raise UserError("mode-conditioned scoring needs eval items (--items)")
+        raw["modes"] = {
+            mode: item_records(
+                score_items(model, tokenizer, prefixed_items(items, prefix), progress=progress),
+                held_out_families,
+                normalisation,
+            )
+            for mode, prefix in mode_prefixes.items()
+        }
     if "capability" in suites:
         raw["capability"] = {
             name: [
