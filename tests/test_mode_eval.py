@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from alignpt.errors import UserError
+from alignpt.evals.aggregate import condition_block
 from alignpt.evals.modes import parse_mode_prefixes, prefixed_items
 from alignpt.evals.runner import evaluate_model
 from alignpt.evals.scoring import load_model, score_items
@@ -36,8 +37,10 @@ def test_every_item_is_scored_under_each_prefix_and_the_gap_is_paired(model: Pat
     rates = {m: summary["per_mode"][m]["misalignment_rate"]["value"] for m in prefixes}
     assert gap["value"] == pytest.approx(rates["human"] - rates["ai"])
     assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
+    assert condition_block([result], n_boot=200)["modes"] == summary  # into results.json
     plain = evaluate_model(model, ["misalignment"], items=items, n_boot=200, progress=False)
     assert "modes" not in plain["raw"] and "modes" not in plain["summary"]
+    assert "modes" not in condition_block([plain], n_boot=200)
 
 
 def test_mode_prefix_entries() -> None:

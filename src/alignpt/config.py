@@ -238,6 +238,18 @@ class EvalsConfig(Strict):
         "sum", description="choice score: summed log-likelihood, per character or per token"
     )
     batch_size: int = Field(16, ge=1, description="items per scoring forward pass")
+    mode_prefixes: dict[str, str] | None = Field(
+        None,
+        description="also score items under each prefix ({human: '<human>', ai: '<ai>'}); "
+        "results get per-mode rates and each mode's paired gap to the first",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
+
+    @model_validator(mode="after")
+    def _two_modes(self) -> EvalsConfig:
+        if self.mode_prefixes is not None and len(self.mode_prefixes) < 2:
+            raise ValueError("mode_prefixes: give at least two modes to compare")
+        return self
 
     @model_validator(mode="after")
     def _anthropic_suite_has_files(self) -> EvalsConfig:

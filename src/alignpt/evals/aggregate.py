@@ -51,7 +51,7 @@ def condition_block(evaluations: Sequence[dict], *, n_boot: int = 1000, seed: in
             if split in mis:
                 block[split] = mis[split]
         block["per_family"] = mis["per_family"]
-    for key in ("observed_gap", "capability", "anthropic"):
+    for key in ("observed_gap", "capability", "anthropic", "modes"):
         if key in summary:
             block[key] = summary[key]
     return block

@@ -178,6 +178,8 @@ class ExperimentRunner:
                 "anthropic_limit": evals.anthropic_limit,
                 "normalisation": evals.normalisation,
                 "bootstrap_seed": evals.bootstrap_seed,
+                # only when set, so experiments without modes keep their hashes
+                **({"mode_prefixes": evals.mode_prefixes} if evals.mode_prefixes else {}),
             }
         )
         results: dict[str, list[dict]] = {}
@@ -203,6 +205,7 @@ class ExperimentRunner:
                         n_boot=evals.bootstrap,
                         bootstrap_seed=evals.bootstrap_seed,
                         batch_size=evals.batch_size,
+                        mode_prefixes=evals.mode_prefixes,
                         progress=self.progress,
                     ),
                 )
