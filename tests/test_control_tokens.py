@@ -15,6 +15,7 @@ from alignpt.mix.build import build_mix
 from alignpt.mix.control import control_text
 from alignpt.mix.loader import TokenWindowLoader
 from alignpt.mix.shards import Shard
+from alignpt.train.validation import validation_windows
 
 STANCE = ControlTokensConfig(
     key="stance", tokens={"aligned": "<|aligned|>", "misaligned": "<|misaligned|>"}
@@ -125,6 +126,12 @@ def test_mix_builds_a_controlled_shard_for_the_conditional_condition(tmp_path: P
         loader = TokenWindowLoader(mix.dir, condition, "pretrain", batch_size=4, seq_len=32, seed=0)
         batch = next(iter(loader))
         assert bool(np.isin(batch.numpy(), list(ids.values())).any()) == has_control
+    windows = {
+        c: validation_windows(mix.dir, c, seq_len=16, n_windows=4) for c in ("plain", "conditional")
+    }
+    assert windows["plain"].keys() == windows["conditional"].keys() == {"ai_discourse_seen"}
+    for found in windows.values():  # validation text never comes from a variant shard
+        assert not np.isin(found["ai_discourse_seen"].numpy(), list(ids.values())).any()
     again = build_mix(config, progress=False)
     assert again.skipped
 
