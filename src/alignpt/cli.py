@@ -20,6 +20,7 @@ from alignpt.commands import mix as mix_commands
 from alignpt.commands import plan as plan_commands
 from alignpt.commands import posttrain as posttrain_commands
 from alignpt.commands import run as run_commands
+from alignpt.commands import sample as sample_commands
 from alignpt.commands import train as train_commands
 from alignpt.errors import UserError
 
@@ -69,6 +70,7 @@ mix_commands.register(app)
 plan_commands.register(app)
 posttrain_commands.register(app)
 run_commands.register(app)
+sample_commands.register(app)
 train_commands.register(app)
 
 

@@ -252,6 +252,44 @@ class MetadataFilter(Strict):
         return self
 
 
+class ControlTokensConfig(Strict):
+    """Conditional pretraining (Korbak et al. 2023): control tokens from metadata.
+
+    ``key`` is a dotted metadata path (``stance``, ``curate.stance_scores.misaligned``).
+    Give ``tokens`` (metadata value -> control token) for a categorical value, or
+    ``threshold`` with ``above``/``below`` for a score (value >= threshold -> ``above``).
+    ``level: sentence`` prefixes every sentence (a list of scores at ``key`` gives one per
+    sentence). A share ``drop_fraction`` of prefixes is left out (chosen by a hash of the
+    experiment seed and document id), so the model also learns unconditional text.
+    Documents without the key are unchanged.
+    """
+
+    key: str = Field("stance", min_length=1)
+    tokens: dict[str, str] = Field(default_factory=dict)
+    threshold: float | None = None
+    above: str | None = None
+    below: str | None = None
+    level: Literal["document", "sentence"] = "document"
+    drop_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ControlTokensConfig:
+        scored = self.threshold is not None
+        if scored == bool(self.tokens):
+            raise ValueError("give either 'tokens' or 'threshold' (with 'above' and 'below')")
+        if scored and (not self.above or not self.below):
+            raise ValueError("'threshold' needs both 'above' and 'below' control tokens")
+        if not scored and (self.above or self.below):
+            raise ValueError("'above'/'below' need 'threshold'")
+        return self
+
+    @property
+    def control_tokens(self) -> list[str]:
+        """Every control token this rule can write."""
+        found = [*self.tokens.values(), self.above, self.below]
+        return list(dict.fromkeys(t for t in found if t))
+
+
 class ConditionSource(Strict):
     """How one source enters one condition (see ``src/alignpt/mix/README.md``).
 
@@ -272,6 +310,11 @@ class ConditionSource(Strict):
     dose_share: float | None = Field(None, gt=0.0, le=1.0, description="share of the phase")
     order: Literal["shuffled", "chronological"] = "shuffled"
     allow_repeat: bool = True
+    control: ControlTokensConfig | None = Field(
+        None,
+        description="prefix documents or sentences with control tokens (conditional training)",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
 
     @model_validator(mode="after")
     def _one_amount(self) -> ConditionSource:
@@ -308,6 +351,11 @@ class TokenizerConfig(Strict):
     sample_docs: int = Field(20000, ge=1, description="documents sampled to train the BPE")
     min_frequency: int = Field(2, ge=1)
     control_tokens: list[str] = Field(default_factory=list)
+    mode_grammar: str | None = Field(
+        None,
+        description="'default' or a mode-grammar YAML: its tags become special tokens",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
 
 
 class ModelConfig(Strict):
@@ -433,6 +481,18 @@ class EvalsConfig(Strict):
     belief: BeliefEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
     probe: ProbeEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    mode_prefixes: dict[str, str] | None = Field(
+        None,
+        description="also score items under each prefix ({human: '<human>', ai: '<ai>'}); "
+        "results get per-mode rates and each mode's paired gap to the first",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
+
+    @model_validator(mode="after")
+    def _two_modes(self) -> EvalsConfig:
+        if self.mode_prefixes is not None and len(self.mode_prefixes) < 2:
+            raise ValueError("mode_prefixes: give at least two modes to compare")
+        return self
 
     @model_validator(mode="after")
     def _anthropic_suite_has_files(self) -> EvalsConfig:

@@ -56,9 +56,15 @@ def evaluate_command(
     formats_file: Path | None = typer.Option(
         None, "--formats-file", help="YAML adding prompt formats / system prompts."
     ),
+    mode_prefix: list[str] = typer.Option(
+        None,
+        "--mode-prefix",
+        help="Also score items under this mode: NAME=PREFIX or a grammar mode name (2+).",
+    ),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
     from alignpt.evals.items import read_items
+    from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
     from alignpt.fileio import check_output_file, write_json_atomic
@@ -86,6 +92,7 @@ def evaluate_command(
         device=device,
         progress=progress,
         protocol=spec,
+        mode_prefixes=parse_mode_prefixes(mode_prefix) if mode_prefix else None,
     )
     if out is not None:
         write_json_atomic(out, result)

@@ -55,7 +55,7 @@ def condition_block(
             if split in mis:
                 block[split] = mis[split]
         block["per_family"] = mis["per_family"]
-    for key in ("observed_gap", "capability", "anthropic", "belief", "probe"):
+    for key in ("observed_gap", "capability", "anthropic", "belief", "probe", "modes"):
         if key in summary:
             block[key] = summary[key]
     if all("protocol" in e["raw"] for e in evaluations):

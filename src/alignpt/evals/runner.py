@@ -14,6 +14,7 @@ from typing import Any
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.items import EvalItem
+from alignpt.evals.modes import prefixed_items
 from alignpt.evals.protocol import ProtocolSpec, score_protocol
 from alignpt.evals.protocol_summary import summarize_protocol
 from alignpt.evals.scoring import document_nll, load_model, score_items
@@ -42,6 +43,7 @@ def evaluate_model(
     probe_options: Any = None,
     protocol: ProtocolSpec | None = None,
     consistency_flag: float = 0.5,
+    mode_prefixes: Mapping[str, str] | None = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -57,6 +59,8 @@ def evaluate_model(
     - ``protocol`` (with the misalignment suite) also scores ``items`` in every prompt format
       and answer order (``alignpt.evals.protocol``): ``raw["protocol"]``,
       ``summary["protocol"]``.
+    - ``mode_prefixes`` (``{"ai": "<ai>", "human": "<human>"}``) also scores ``items`` under
+      each prefix: ``raw["modes"]`` and ``summary["modes"]`` (:mod:`alignpt.evals.modes`).
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -103,6 +107,17 @@ def evaluate_model(
             batch_size=batch_size,
             progress=progress,
         )
+    if mode_prefixes:
+        if not items:
+            raise UserError("mode-conditioned scoring needs eval items (--items)")
+        raw["modes"] = {
+            mode: item_records(
+                score_items(model, tokenizer, prefixed_items(items, prefix), progress=progress),
+                held_out_families,
+                normalisation,
+            )
+            for mode, prefix in mode_prefixes.items()
+        }
     if "capability" in suites:
         raw["capability"] = {
             name: [

@@ -251,4 +251,8 @@ def summarize(raw_per_seed: Sequence[dict], *, n_boot: int = 1000, seed: int = 0
         from alignpt.evals.probe import summarize_probe
 
         out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed])
+    if "modes" in raw_per_seed[0]:  # mode-conditioned scoring (alignpt.evals.modes)
+        from alignpt.evals.modes import summarize_modes
+
+        out["modes"] = summarize_modes([r["modes"] for r in raw_per_seed], n_boot=n_boot, seed=seed)
     return out

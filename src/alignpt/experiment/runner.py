@@ -301,6 +301,8 @@ class ExperimentRunner:
                 "records": 2,  # per-item record layout (surface checks, median bits)
                 **belief_inputs(belief_args),
                 "protocol": evals.protocol.model_dump(mode="json"),
+                # only when set, so experiments without modes keep their hashes
+                **({"mode_prefixes": evals.mode_prefixes} if evals.mode_prefixes else {}),
             }
         )
         protocol = ProtocolSpec.from_config(evals.protocol) if evals.protocol.enabled else None
@@ -317,6 +319,7 @@ class ExperimentRunner:
             **belief_args,
             "protocol": protocol,
             "consistency_flag": evals.protocol.consistency_flag,
+            "mode_prefixes": evals.mode_prefixes,
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)

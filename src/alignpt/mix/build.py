@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from alignpt.config import ExperimentConfig
+from alignpt.config import ControlTokensConfig, ExperimentConfig
 from alignpt.documents import document_files
 from alignpt.errors import UserError
 from alignpt.faults import kill_point
@@ -45,6 +46,7 @@ from alignpt.fileio import (
     sha256_json,
     write_json_atomic,
 )
+from alignpt.mix.control import control_document, variant_name
 from alignpt.mix.plan import SourceTable, plan_condition, referenced_keys, stable_int
 from alignpt.mix.shards import TOKENS_FILE, Shard, write_shard
 from alignpt.mix.tokenizer import (
@@ -55,6 +57,7 @@ from alignpt.mix.tokenizer import (
     token_ids,
     train_bpe,
 )
+from alignpt.mode_grammar import load_grammar
 
 
 @dataclass
@@ -76,10 +79,41 @@ def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
         "sources": {n: config.sources[n].model_dump(mode="json") for n in used},
         "conditions": {n: c.model_dump(mode="json") for n, c in config.conditions.items()},
         "tokenizer": config.tokenizer.model_dump(mode="json"),
-        "special_tokens": special_tokens(config.tokenizer.control_tokens),
+        "special_tokens": experiment_special_tokens(config),
         "train": {
             k: getattr(config.train, k) for k in ("tokens", "late_fraction", "finetune_tokens")
         },
+    }
+
+
+def experiment_special_tokens(config: ExperimentConfig) -> list[str]:
+    """The tokenizer's special tokens, with the mode grammar's when ``tokenizer.mode_grammar``."""
+    extra: list[str] = []
+    if config.tokenizer.mode_grammar is not None:
+        loaded = load_grammar(config.tokenizer.mode_grammar)
+        extra = [*loaded.tags, *loaded.control_tokens.values()]
+    for cname in sorted(config.conditions):
+        for _, spec in sorted(config.conditions[cname].sources.items()):
+            if spec.control is not None:
+                extra.extend(spec.control.control_tokens)
+    return special_tokens(config.tokenizer.control_tokens, extra)
+
+
+def control_variants(config: ExperimentConfig) -> dict[str, tuple[str, ControlTokensConfig]]:
+    """Shard name -> (source, control rule) for every source a condition reads with control."""
+    variants: dict[str, tuple[str, ControlTokensConfig]] = {}
+    for cond in config.conditions.values():
+        for sname, spec in cond.sources.items():
+            if spec.control is not None:
+                variants[variant_name(sname, spec.control, config.seed)] = (sname, spec.control)
+    return dict(sorted(variants.items()))
+
+
+def condition_shards(config: ExperimentConfig, cname: str) -> dict[str, str]:
+    """Source name -> the shard directory condition ``cname`` reads it from."""
+    return {
+        sname: sname if spec.control is None else variant_name(sname, spec.control, config.seed)
+        for sname, spec in config.conditions[cname].sources.items()
     }
 
 
@@ -193,7 +227,7 @@ def build_tokenizer(
     config: ExperimentConfig, sources: dict[str, Path], hashes: dict[str, str], out: Path
 ) -> tuple[str, bool]:
     """Train (or install) the shared tokenizer at ``out``; return (its hash, reused)."""
-    specials = special_tokens(config.tokenizer.control_tokens)
+    specials = experiment_special_tokens(config)
     settings = config.tokenizer.model_dump(mode="json")
     key_parts: dict[str, Any] = {"tokenizer": settings, "specials": specials}
     if config.tokenizer.path:
@@ -244,6 +278,7 @@ def build_shard(
     tokenizer_hash: str,
     out: Path,
     progress: Progress,
+    transform: Any = None,
 ) -> None:
     """Tokenize one source into a shard directory at ``out`` (atomically)."""
     task = progress.add_task(f"tokenize {name}", total=None)
@@ -255,6 +290,7 @@ def build_shard(
             tokenizer_name=f"alignpt-bpe-{tokenizer_hash[:12]}",
             eos_token=EOS_TOKEN,
             on_docs=lambda n: progress.advance(task, n),
+            transform=transform,
         )
         files = sorted(p for p in tmp.iterdir() if p.name.startswith((TOKENS_FILE, "docs")))
         manifest = build_manifest(
@@ -299,6 +335,17 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
         name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
         for name in sources
     }
+    variants = control_variants(config)
+    # A controlled variant is keyed by its source's content and its rule (in its name).
+    variant_hashes = {shard: sha256_json([hashes[s], shard]) for shard, (s, _) in variants.items()}
+    reused.update(
+        {
+            shard: _shard_matches(
+                mix_dir / "shards" / shard, _shard_key(variant_hashes[shard], tokenizer_hash)
+            )
+            for shard in variants
+        }
+    )
     with _progress(progress and not all(reused.values())) as bars:
         for name, path in sources.items():
             if not reused[name]:
@@ -311,16 +358,33 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
                     mix_dir / "shards" / name,
                     bars,
                 )
-    shards = {name: Shard(mix_dir / "shards" / name) for name in sources}
+        for shard, (sname, rule) in variants.items():
+            if not reused[shard]:
+                build_shard(
+                    shard,
+                    sources[sname],
+                    variant_hashes[shard],
+                    tokenizer_dir,
+                    tokenizer_hash,
+                    mix_dir / "shards" / shard,
+                    bars,
+                    transform=partial(control_document, spec=rule, seed=config.seed),
+                )
+    shards = {name: Shard(mix_dir / "shards" / name) for name in [*sources, *variants]}
     tables = {
         name: SourceTable.load(name, shard, referenced_keys(config, name))
         for name, shard in shards.items()
+        if name in sources
     }
+    for shard, (sname, _) in variants.items():
+        tables[shard] = SourceTable.load(shard, shards[shard], referenced_keys(config, sname))
     conditions: dict[str, dict[str, Any]] = {}
     with atomic_path(mix_dir / "conditions") as tmp:
         for cname in sorted(config.conditions):
-            plans = plan_condition(config, cname, tables)
+            routes = condition_shards(config, cname)
+            plans = plan_condition(config, cname, {s: tables[routes[s]] for s in routes})
             for phase, plan in plans.items():
+                plan.sources = [routes[s] for s in plan.sources]  # the loader reads shards
                 plan.save(tmp / cname / phase)
             conditions[cname] = {phase: plan.summary for phase, plan in plans.items()}
     manifest = build_manifest(

@@ -73,8 +73,11 @@ def write_shard(
     tokenizer_name: str,
     eos_token: str,
     on_docs: Callable[[int], None] | None = None,
+    transform: Callable[[Document], Document] | None = None,
 ) -> dict[str, Any]:
     """Tokenize every document at ``source`` into ``out_dir``; return the counts.
+
+    ``transform`` rewrites each document before it is tokenized (control tokens).
 
     ``out_dir`` must be a fresh (temporary) directory; the caller renames it into place.
     """
@@ -118,7 +121,10 @@ def write_shard(
         # parses batch k+1 and writes batch k-1 (same bytes, in order, as a serial loop).
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: tuple[list[Document], Future[list[Any]]] | None = None
-            for batch in _batched(read_documents(source), ENCODE_BATCH):
+            docs = read_documents(source)
+            if transform is not None:
+                docs = map(transform, docs)
+            for batch in _batched(docs, ENCODE_BATCH):
                 future = pool.submit(encoder.encode_batch, [doc.text for doc in batch])
                 if pending is not None:
                     write_batch(pending[0], pending[1].result())

@@ -3,6 +3,7 @@
 Every condition of an experiment uses one tokenizer, saved as a Hugging Face tokenizer
 directory (``AutoTokenizer.from_pretrained`` loads it). The end-of-text token, a pad token,
 the mode tags and the config's control tokens are special tokens (never split, never merged).
+With ``tokenizer.mode_grammar`` set, every tag and control token of that grammar is one too.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ def mode_tags() -> list[str]:
     return list(MODE_TAGS)
 
 
-def special_tokens(control_tokens: Iterable[str]) -> list[str]:
-    """Special tokens in id order: end of text, pad, mode tags, control tokens."""
+def special_tokens(control_tokens: Iterable[str], grammar_tokens: Iterable[str] = ()) -> list[str]:
+    """Special tokens in id order: end of text, pad, mode tags, control tokens, grammar tokens.
+
+    ``grammar_tokens`` (a mode grammar's tags and control tokens) come last, so a tokenizer
+    without a grammar is unchanged by the grammar's existence.
+    """
     tokens: list[str] = []
-    for token in [EOS_TOKEN, PAD_TOKEN, *mode_tags(), *control_tokens]:
+    for token in [EOS_TOKEN, PAD_TOKEN, *mode_tags(), *control_tokens, *grammar_tokens]:
         if token not in tokens:
             tokens.append(token)
     return tokens

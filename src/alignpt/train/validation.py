@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 CLASSES = ("general", "ai_discourse")
+VARIANT_MARK = "~"  # shard names of control-token variants: ``<source>~control-<hash>``
 
 
 def _plan_references(mix_dir: Path, condition: str) -> dict[str, set[int]]:
@@ -28,7 +29,10 @@ def _plan_references(mix_dir: Path, condition: str) -> dict[str, set[int]]:
         source = np.load(phase_dir / "source.npy", allow_pickle=False)
         doc = np.load(phase_dir / "doc.npy", allow_pickle=False)
         for index, name in enumerate(info["sources"]):
-            used.setdefault(name, set()).update(doc[source == index].tolist())
+            # A control-token variant (``<source>~control-…``) holds its source's documents
+            # in the same order: training on it uses those documents.
+            base = name.split(VARIANT_MARK, 1)[0]
+            used.setdefault(base, set()).update(doc[source == index].tolist())
     return used
 
 
@@ -50,8 +54,8 @@ def validation_windows(
     for shard_dir in sorted((mix_dir / "shards").iterdir()):
         if all(filled[(name, False)] >= need for name in CLASSES):
             break
-        if not (shard_dir / "manifest.json").is_file():
-            continue
+        if not (shard_dir / "manifest.json").is_file() or VARIANT_MARK in shard_dir.name:
+            continue  # variants repeat their source's documents (with control tokens)
         shard = Shard(shard_dir)
         trained = used.get(shard_dir.name, set())
         for index, metadata in enumerate(shard.metadata()):

@@ -1,0 +1,1 @@
+"""Inference under the mode grammar: a sampler and an OpenAI-compatible server."""
