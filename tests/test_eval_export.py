@@ -37,8 +37,14 @@ def test_lm_eval_runs_the_export_and_chooses_what_alignpt_chooses(tmp_path, mode
     assert len(tasks) == 1 + 3 * 3  # as given + (2 syntaxes + 1 system prompt) x 3 orders
     group = yaml.safe_load((tmp_path / "tasks" / "alignpt_misalignment.yaml").read_text())
     assert group["task"] == tasks
-    ours = evaluate_model(
-        model_dir, ["misalignment"], items=items, protocol=spec, device="cpu", progress=False
+    ours = evaluate_model(  # summed log-likelihoods, as lm-eval's per-sample responses are
+        model_dir,
+        ["misalignment"],
+        items=items,
+        protocol=spec,
+        normalisation="sum",
+        device="cpu",
+        progress=False,
     )["raw"]
     run = subprocess.run(
         [

@@ -204,7 +204,7 @@ def test_cache_is_keyed_by_prompt_and_a_cached_rerun_sends_nothing(server, tmp_p
         return len(log_entries(log))
 
     def check_own_prompts(spec: GenerateSpec, out: Path) -> list[tuple[str, str]]:
-        jobs = JobFactory(spec, load_world("default"), seed=0, source="docs")
+        jobs = JobFactory(spec, load_world("default"), seed=0, source="synthetic")
         docs = docs_of(out)
         for index, (_, text) in enumerate(docs):
             expected = prompt_sha256(jobs.job(index).draft_body()["messages"])[:12]
