@@ -88,6 +88,11 @@ def evaluate_job(model_dir: Path, suites: list[str], kwargs: dict, progress: boo
     """Evaluate one model; a top-level function so workers can run it."""
     from alignpt.evals.runner import evaluate_model
 
+    if not progress:  # a worker process has its own transformers settings
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
     return evaluate_model(model_dir, suites, progress=progress, **kwargs)
 
 
