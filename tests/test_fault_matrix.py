@@ -177,3 +177,35 @@ def test_stale_holder_note_is_taken_over_and_reported(concurrent, tmp_path: Path
     assert again.returncode == 0, again.stderr[-2000:]
     assert "took over the lock" in again.stdout
     assert not (baseline_folder / "runs" / "tiny" / "run.lock.json").exists()
+
+
+# Post-training: a kill inside SFT and one after the post-training stage, each then rerun.
+POSTTRAIN_KILL_POINTS = ["posttrain:step@2", "run:after-posttrain"]
+
+
+def _write_posttrain_config(folder: Path) -> None:
+    data = tiny_experiment(Path("runs"), name="tiny", seq_len=128)
+    data["evals"].update(items_per_family=2, capability_docs=6, suites=["misalignment"])
+    data["posttrain"] = {
+        "stages": ["sft"],
+        "sft": {"n": 16, "epochs": 1, "batch_size": 8, "max_length": 128},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_sigkill_in_post_training_then_rerun_gives_identical_results(tmp_path: Path) -> None:
+    clean, interrupted = tmp_path / "clean", tmp_path / "interrupted"
+    _write_posttrain_config(clean)
+    _write_posttrain_config(interrupted)
+    uninterrupted = _run(clean)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    for point in POSTTRAIN_KILL_POINTS:
+        killed = _run(interrupted, {"ALIGNPT_KILL_AT": point})
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-2000:])
+    final = _run(interrupted)
+    assert final.returncode == 0, final.stderr[-2000:]
+    report = Path("runs", "tiny", "report", "results.json")
+    assert json.loads((interrupted / report).read_text())["persistence"]
+    assert (interrupted / report).read_bytes() == (clean / report).read_bytes()
+    assert _temporaries(interrupted / "runs") == []

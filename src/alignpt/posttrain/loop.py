@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import PreTrainedModel, get_scheduler
 
 from alignpt.errors import UserError
+from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
 from alignpt.posttrain.chat import IGNORE_INDEX
 from alignpt.posttrain.losses import sequence_logprobs
@@ -289,4 +290,5 @@ def run_steps(
             bar.update(task, completed=optimisation.step, loss=last)
             if work_dir and checkpoint_every and optimisation.step % checkpoint_every == 0:
                 optimisation.save(work_dir, key, extra())
+            kill_point("posttrain:step")
     return optimisation.last_loss, optimisation.mean_loss
