@@ -92,30 +92,22 @@ def build_executor(
 ) -> Any:
     """A datatrove executor running ``pipeline`` as ``config`` says; call ``.run()`` on it."""
     check_executor(config, where)
-    steps = list(pipeline)
+    common = {
+        "pipeline": list(pipeline),
+        "tasks": config.tasks,
+        "workers": config.workers,
+        "logging_dir": str(logging_dir),
+        "skip_completed": skip_completed,
+    }
     if config.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(
-            pipeline=steps,
-            tasks=config.tasks,
-            workers=config.workers,
-            logging_dir=str(logging_dir),
-            skip_completed=skip_completed,
-        )
+        return LocalPipelineExecutor(**common)
     if config.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        options = config.slurm
-        assert options is not None  # check_executor guarantees it
-        return SlurmPipelineExecutor(
-            pipeline=steps,
-            tasks=config.tasks,
-            workers=config.workers,
-            logging_dir=str(logging_dir),
-            skip_completed=skip_completed,
-            **options.model_dump(exclude_none=True),
-        )
+        assert config.slurm is not None  # check_executor guarantees it
+        return SlurmPipelineExecutor(**common, **config.slurm.model_dump(exclude_none=True))
     from datatrove.executor.ray import RayPipelineExecutor
 
     options = config.ray or RayOptions()
@@ -125,11 +117,5 @@ def build_executor(
         if not ray.is_initialized():
             ray.init(address=options.address)
     return RayPipelineExecutor(
-        pipeline=steps,
-        tasks=config.tasks,
-        workers=config.workers,
-        logging_dir=str(logging_dir),
-        skip_completed=skip_completed,
-        cpus_per_task=options.cpus_per_task,
-        mem_per_cpu_gb=options.mem_per_cpu_gb,
+        **common, cpus_per_task=options.cpus_per_task, mem_per_cpu_gb=options.mem_per_cpu_gb
     )

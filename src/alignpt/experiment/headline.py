@@ -8,6 +8,8 @@ scoring by summed, per-token and per-character log-likelihood, and reversing the
 
 from __future__ import annotations
 
+from alignpt.experiment.render import fmt_interval
+
 NORMALISATION_NAMES = {"token": "per-token", "char": "per-character", "sum": "summed"}
 
 
@@ -83,15 +85,9 @@ def surface_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 condition,
-                *(_fmt(by_norm.get(n)) for n in ("char", "token", "sum")),
-                _fmt(held.get("rate_options_reversed")),
-                _fmt(held.get("misaligned_shorter_share")),
+                *(fmt_interval(by_norm.get(n)) for n in ("char", "token", "sum")),
+                fmt_interval(held.get("rate_options_reversed")),
+                fmt_interval(held.get("misaligned_shorter_share")),
             ]
         )
     return header, rows
-
-
-def _fmt(iv: dict | None) -> str:
-    from alignpt.experiment.render import fmt_interval
-
-    return fmt_interval(iv)
