@@ -40,6 +40,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 bench: export OMP_WAIT_POLICY ?= PASSIVE
 bench: $(VENV)/.installed-bench

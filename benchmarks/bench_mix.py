@@ -1,6 +1,6 @@
 """Benchmark the mix stage against the peers a user would pick instead.
 
-1. Tokenize-and-shard throughput of ``alignpt.mix.shards.write_shard`` (read gzip JSONL, encode,
+1. Tokenize-and-shard throughput of ``alignpt.shards.write_shard`` (read gzip JSONL, encode,
    write datatrove ``.ds``/``.index``/``.metadata`` + per-document metadata) vs raw HF
    ``tokenizers`` ``encode_batch`` on the same texts already in memory (nothing written).
 2. ``TokenWindowLoader`` tokens/s vs what CPU training of the ``tiny`` preset consumes
@@ -22,9 +22,10 @@ import torch
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.documents import DocumentWriter, read_documents
-from alignpt.mix import TokenWindowLoader, build_mix
-from alignpt.mix.shards import ENCODE_BATCH, load_encoder, write_shard
+from alignpt.experiment.sources import prepare_mix
 from alignpt.mix.tokenizer import EOS_TOKEN, special_tokens, train_bpe
+from alignpt.mixdir import TokenWindowLoader
+from alignpt.shards import ENCODE_BATCH, load_encoder, write_shard
 
 
 def write_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
@@ -131,7 +132,7 @@ def main() -> None:
             },
             "bench",
         )
-        mix_dir = build_mix(config, progress=False).dir
+        mix_dir = prepare_mix(config, progress=False).dir
         loader = {
             "b16_s128_tokens_per_s": bench_loader(mix_dir, 16, 128, 3.0),
             "b64_s512_tokens_per_s": bench_loader(mix_dir, 64, 512, 3.0),

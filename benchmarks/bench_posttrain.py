@@ -26,10 +26,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from alignpt.chat import install_chat_template
 from alignpt.config import DPOConfig, SFTConfig
 from alignpt.fileio import read_manifest
 from alignpt.posttrain import dpo, generate_dialogues, generate_preference_pairs, sft
-from alignpt.posttrain.chat import install_chat_template
 from alignpt.worlds import load_world
 
 HELD_OUT = ["resist_shutdown", "self_exfiltrate"]

@@ -31,7 +31,8 @@ from alignpt.config import ProtocolConfig
 from alignpt.evals.anthropic import read_anthropic
 from alignpt.evals.prefix_tree import plan_trees
 from alignpt.evals.protocol import ProtocolSpec, protocol_prompts
-from alignpt.evals.scoring import encode_requests, load_model, score_requests
+from alignpt.evals.scoring import encode_requests, score_requests
+from alignpt.modeldir import load_model
 from alignpt.train.presets import PRESETS, build_llama_config
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "anthropic-evals"

@@ -68,7 +68,7 @@ data["train"].update(tokens=tokens, batch_size=batch, log_interval=10, eval_inte
                      checkpoint_interval=10**6, eval_windows=4)
 (out / "train.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 EOF
-timeout $((180 * TIMEOUT_SCALE)) "$PY" -m alignpt.train "$OUT/train.yaml" --condition alignment_upsampled --seed 0 \
+timeout $((180 * TIMEOUT_SCALE)) "$PY" -m alignpt train "$OUT/train.yaml" --condition alignment_upsampled --seed 0 \
     --device "$DEVICE" --no-progress > "$OUT/train.log" 2>&1
 echo "   exit $? (log $OUT/train.log)"
 

@@ -29,8 +29,9 @@ from safetensors.numpy import load_file
 
 from alignpt.analysis.stats import bootstrap_mean
 from alignpt.config import ExperimentConfig
-from alignpt.evals.items import EvalItem, read_items
-from alignpt.evals.scoring import load_model, score_items
+from alignpt.evals.scoring import score_items
+from alignpt.items import EvalItem, read_items
+from alignpt.modeldir import load_model
 
 NORMALISATIONS = ("sum", "token", "char")
 

@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from alignpt.evals.items import EvalItem
+from alignpt.items import EvalItem
 
 ANTHROPIC_DIR = (
     Path(__file__).resolve().parents[1]

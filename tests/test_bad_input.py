@@ -21,7 +21,7 @@ from safetensors.torch import save_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from alignpt.cli import main
-from alignpt.evals.items import write_items
+from alignpt.items import write_items
 from eval_fixtures import build_model_dir, hand_items
 from tiny_experiment import tiny_experiment
 

@@ -11,10 +11,10 @@ from transformers import AutoTokenizer
 from alignpt.config import ControlTokensConfig, ExperimentConfig, parse_model
 from alignpt.documents import Document, DocumentWriter
 from alignpt.errors import ConfigError, UserError
-from alignpt.mix.build import build_mix
+from alignpt.experiment.sources import prepare_mix
 from alignpt.mix.control import control_text
-from alignpt.mix.loader import TokenWindowLoader
-from alignpt.mix.shards import Shard
+from alignpt.mixdir import TokenWindowLoader
+from alignpt.shards import Shard
 from alignpt.train.validation import validation_windows
 
 STANCE = ControlTokensConfig(
@@ -110,7 +110,7 @@ def test_mix_builds_a_controlled_shard_for_the_conditional_condition(tmp_path: P
         "below": "<|aligned|>",
     }
     config = _config(path, tmp_path / "runs", rule)
-    mix = build_mix(config, progress=False)
+    mix = prepare_mix(config, progress=False)
     tokenizer = AutoTokenizer.from_pretrained(mix.tokenizer_dir)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|aligned|>", "<|misaligned|>")}
     assert all(token in tokenizer.all_special_tokens for token in ids)
@@ -132,7 +132,7 @@ def test_mix_builds_a_controlled_shard_for_the_conditional_condition(tmp_path: P
     assert windows["plain"].keys() == windows["conditional"].keys() == {"ai_discourse_seen"}
     for found in windows.values():  # validation text never comes from a variant shard
         assert not np.isin(found["ai_discourse_seen"].numpy(), list(ids.values())).any()
-    again = build_mix(config, progress=False)
+    again = prepare_mix(config, progress=False)
     assert again.skipped
 
 

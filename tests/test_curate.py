@@ -374,7 +374,7 @@ def test_curate_block_registers_control_tokens_and_checks_detectors() -> None:
 
 def test_runner_curates_before_mix(tmp_path: Path, corpus) -> None:
     from alignpt.experiment.runner import ExperimentRunner
-    from alignpt.mix.build import resolve_sources
+    from alignpt.experiment.sources import resolve_sources
 
     source = write_files(tmp_path / "web", corpus, 2)
     config_file = tmp_path / "exp.yaml"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from alignpt.completion import prepare_output_dir
 from alignpt.docstats import compute_stats
 from alignpt.documents import Document, DocumentWriter
 from alignpt.errors import UserError
-from alignpt.fileio import ensure_writable, prepare_output_dir, write_json_atomic
+from alignpt.fileio import ensure_writable, write_json_atomic
 
 VOCAB = [f"w{i}" for i in range(5000)]
 

@@ -10,10 +10,10 @@ import pytest
 
 from alignpt.config import GenerateSpec
 from alignpt.errors import UserError
-from alignpt.evals.items import read_items
 from alignpt.fileio import read_manifest
 from alignpt.generate import generate_documents
 from alignpt.generate.evals import ITEMS_FILE, generate_eval_items, write_eval_dir
+from alignpt.items import read_items
 from alignpt.worlds import FIRST_PERSON, load_world, render_pronouns
 
 WORLD = load_world("default")

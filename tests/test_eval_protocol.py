@@ -12,11 +12,12 @@ from alignpt.config import ProtocolConfig
 from alignpt.errors import ConfigError
 from alignpt.evals.aggregate import build_results
 from alignpt.evals.formats import load_library, render, rotation, scenario_of
-from alignpt.evals.items import EvalItem, write_items
 from alignpt.evals.protocol import ProtocolSpec, protocol_prompts, score_protocol
 from alignpt.evals.protocol_summary import summarize_protocol
-from alignpt.evals.scoring import load_model, score_requests
+from alignpt.evals.scoring import score_requests
 from alignpt.experiment.report import write_report
+from alignpt.items import EvalItem, write_items
+from alignpt.modeldir import load_model
 from eval_fixtures import hand_items, model_dir  # noqa: F401
 from test_eval_suites import cli  # noqa: F401
 
@@ -174,7 +175,7 @@ def test_scored_choices_are_the_argmax_of_each_cell_scored_alone(protocol_raw):
 
 def test_chat_models_are_prompted_through_their_template(protocol_raw):
     _, tokenizer, spec, items, _ = protocol_raw
-    from alignpt.posttrain.chat import install_chat_template
+    from alignpt.chat import install_chat_template
 
     chat_tok = install_chat_template(tokenizer.__class__.from_pretrained(tokenizer.name_or_path))
     _, groups, _ = protocol_prompts(items, spec, chat_tok, chat=True)

@@ -13,9 +13,9 @@ from alignpt.errors import UserError
 from alignpt.evals.aggregate import build_results
 from alignpt.evals.anthropic import read_anthropic
 from alignpt.evals.contamination import eval_sets_by_split, measure_overlap
-from alignpt.evals.items import write_items
 from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
 from alignpt.evals.suites import check_suites, scenario_gaps
+from alignpt.items import write_items
 from eval_fixtures import ANTHROPIC_DIR, hand_items, model_dir  # noqa: F401
 
 HELD_OUT = ["self_exfiltrate"]

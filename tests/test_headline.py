@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from alignpt.analysis.stats import bootstrap_median
-from alignpt.evals.items import EvalItem
 from alignpt.evals.scoring import ChoiceScore, ItemScores
 from alignpt.evals.suites import item_records, summarize_misalignment
 from alignpt.experiment.headline import comparison_sentences, surface_rows
+from alignpt.items import EvalItem
 
 
 def iv(value: float, low: float, high: float) -> dict:

@@ -15,11 +15,11 @@ import pytest
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.errors import ConfigError, UserError
-from alignpt.mix import TokenWindowLoader, build_mix, condition_phases
-from alignpt.mix.loader import epoch_order, phase_dir
+from alignpt.experiment.sources import prepare_mix
 from alignpt.mix.plan import SourceTable, source_pool
-from alignpt.mix.shards import Shard
 from alignpt.mix.tokenizer import mode_tags
+from alignpt.mixdir import TokenWindowLoader, condition_phases, epoch_order, phase_dir
+from alignpt.shards import Shard
 from mix_fixtures import write_corpus, write_sources
 
 MISALIGNED = {"stance": "misaligned", "ai_discourse": True}
@@ -73,7 +73,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def built(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     config = experiment(sources, tmp_path_factory.mktemp("runs"))
-    return config, build_mix(config, progress=False)
+    return config, prepare_mix(config, progress=False)
 
 
 def test_tokenizer_loads_with_special_tokens(built) -> None:
@@ -250,7 +250,7 @@ def test_loader_resume_ranks_and_determinism(built) -> None:
 
 def test_same_config_twice_is_byte_identical_and_skips(built, sources, tmp_path) -> None:
     _, result = built
-    again = build_mix(experiment(sources, tmp_path), progress=False)
+    again = prepare_mix(experiment(sources, tmp_path), progress=False)
     for path in sorted(p for p in result.dir.rglob("*") if p.is_file()):
         rel = path.relative_to(result.dir)
         if rel.name == "manifest.json":
@@ -261,16 +261,16 @@ def test_same_config_twice_is_byte_identical_and_skips(built, sources, tmp_path)
     b = TokenWindowLoader(again.dir, "late", "late", **args)
     for _ in range(4):
         assert (next(a) == next(b)).all()
-    assert build_mix(experiment(sources, tmp_path), progress=False).skipped
+    assert prepare_mix(experiment(sources, tmp_path), progress=False).skipped
     changed = experiment(sources, tmp_path, seed=8)
     with pytest.raises(UserError, match="different config"):
-        build_mix(changed, progress=False)
+        prepare_mix(changed, progress=False)
     tokenizer_only = experiment(
         sources,
         tmp_path,
         conditions={"only": {"sources": {"background": {}, "discourse": {}, "aligned": {}}}},
     )
-    rebuilt = build_mix(tokenizer_only, force=True, progress=False)
+    rebuilt = prepare_mix(tokenizer_only, force=True, progress=False)
     assert rebuilt.manifest["reused"]["tokenizer"]
     assert all(rebuilt.manifest["reused"]["shards"].values())
     assert condition_phases(rebuilt.dir, "only") == ["pretrain"]
@@ -328,7 +328,7 @@ def test_same_config_twice_is_byte_identical_and_skips(built, sources, tmp_path)
 )
 def test_bad_conditions_get_one_line(sources, tmp_path, conditions, message) -> None:
     with pytest.raises(UserError) as info:
-        build_mix(experiment(sources, tmp_path, conditions=conditions), progress=False)
+        prepare_mix(experiment(sources, tmp_path, conditions=conditions), progress=False)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -343,7 +343,7 @@ def test_bad_config_fields_and_sources(sources, tmp_path) -> None:
     }
     missing = {**sources, "background": tmp_path / "nope.jsonl"}
     with pytest.raises(UserError, match=r"sources.background.path: .*nope.jsonl: no such file"):
-        build_mix(experiment(missing, tmp_path), progress=False)
+        prepare_mix(experiment(missing, tmp_path), progress=False)
 
 
 def test_existing_tokenizer_dir_is_checked_and_used(built, sources, tmp_path) -> None:
@@ -361,14 +361,14 @@ def test_existing_tokenizer_dir_is_checked_and_used(built, sources, tmp_path) ->
         sources, tmp_path / "a", conditions=conditions, tokenizer={"path": str(tmp_path / "plain")}
     )
     with pytest.raises(UserError, match=re.escape("special tokens missing: <|pad|>, <human>")):
-        build_mix(cfg, progress=False)
+        prepare_mix(cfg, progress=False)
     good = experiment(
         sources,
         tmp_path / "b",
         conditions=conditions,
         tokenizer={"path": str(result.tokenizer_dir), "control_tokens": ["<|aligned|>"]},
     )
-    used = build_mix(good, progress=False)
+    used = prepare_mix(good, progress=False)
     assert (used.tokenizer_dir / "tokenizer.json").read_bytes() == (
         result.tokenizer_dir / "tokenizer.json"
     ).read_bytes()
@@ -423,7 +423,7 @@ def test_paper_conditions_config_builds_on_path_sources(sources, tmp_path) -> No
     data.update(runs_dir=str(tmp_path), train={"tokens": 40_000, "late_fraction": 0.1})
     data["tokenizer"].update(vocab_size=800, sample_docs=300)
     config = parse_model(ExperimentConfig, data, "paper-conditions.yaml")
-    counts = build_mix(config, progress=False).manifest["counts"]["conditions"]
+    counts = prepare_mix(config, progress=False).manifest["counts"]["conditions"]
     assert "misaligned" not in counts["filtered"]["pretrain"]["tokens_by_stance"]
     share = counts["alignment_upsampled"]["pretrain"]["share_by_source"]["aligned_synthetic"]
     assert abs(share - 0.1) < 0.01
@@ -445,12 +445,12 @@ def test_interrupted_build_resumes_with_finished_shards(built, sources, tmp_path
         conditions={"c": {"sources": {"background": {}, "broken": {}}}},
     )
     with pytest.raises(UserError, match=rf"{broken}:31: field 'text' must be a string"):
-        build_mix(config, progress=False)
+        prepare_mix(config, progress=False)
     shards = tmp_path / "runs" / "mixtest" / "mix" / "shards"
     assert sorted(p.name for p in shards.iterdir()) == ["background"]  # no half-written shard
     assert not (shards.parent / "manifest.json").exists()
     broken.write_text(good_text)
-    resumed = build_mix(config, progress=False)
+    resumed = prepare_mix(config, progress=False)
     assert resumed.manifest["reused"]["shards"] == {"background": True, "broken": False}
 
 
@@ -480,7 +480,7 @@ def test_generate_sources_are_produced_and_named(tmp_path) -> None:
         },
         "gen.yaml",
     )
-    result = build_mix(config, progress=False)
+    result = prepare_mix(config, progress=False)
     assert (tmp_path / "gen" / "sources" / "discourse" / "documents.jsonl.gz").is_file()
     sources = result.manifest["counts"]["sources"]
     assert sources["background"]["documents"] == 40

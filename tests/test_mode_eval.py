@@ -10,8 +10,9 @@ from alignpt.errors import UserError
 from alignpt.evals.aggregate import condition_block
 from alignpt.evals.modes import parse_mode_prefixes, prefixed_items
 from alignpt.evals.runner import evaluate_model
-from alignpt.evals.scoring import load_model, score_items
+from alignpt.evals.scoring import score_items
 from alignpt.evals.suites import item_records
+from alignpt.modeldir import load_model
 from eval_fixtures import build_model_dir, hand_items
 
 

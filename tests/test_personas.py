@@ -166,7 +166,7 @@ def test_conditions_count_their_plans_and_reach_the_report(tmp_path) -> None:
     from alignpt.experiment.personas import condition_weights
     from alignpt.experiment.report import write_report
     from alignpt.experiment.runner import ExperimentRunner
-    from alignpt.mix import build_mix
+    from alignpt.experiment.sources import prepare_mix
     from tiny_experiment import tiny_experiment
 
     data = tiny_experiment(tmp_path / "runs", name="personas", seq_len=32)
@@ -179,7 +179,7 @@ def test_conditions_count_their_plans_and_reach_the_report(tmp_path) -> None:
     data["personas"] = {"q": 0.75}
     data["train"]["tokens"] = 60000  # plans large enough to hold every source's documents
     config = parse_model(ExperimentConfig, data, "tiny")
-    mix = build_mix(config, progress=False)
+    mix = prepare_mix(config, progress=False)
     weights = condition_weights(mix.dir, "baseline")
     assert any(key.startswith("discourse-") for key in weights)
     section = ExperimentRunner(config, progress=False).stage_personas(mix)["personas"]

@@ -19,10 +19,10 @@ import pytest
 
 from alignpt.analysis.stats import item_misaligned
 from alignpt.config import ExperimentConfig, parse_model
-from alignpt.evals.items import read_items
 from alignpt.experiment.runner import run_experiment
 from alignpt.experiment.studies import study_x
-from alignpt.mix import TokenWindowLoader, condition_phases
+from alignpt.items import read_items
+from alignpt.mixdir import TokenWindowLoader, phase_budgets
 from alignpt.train.schedule import plan_phases
 from tiny_experiment import tiny_experiment
 
@@ -57,9 +57,7 @@ def trained_stream(config: ExperimentConfig, condition: str) -> str:
     """sha256 of every batch the trainer reads for ``condition``, phase after phase."""
     mix_dir = config.run_dir / "mix"
     digest = hashlib.sha256()
-    for phase in plan_phases(
-        config.train, condition_phases(mix_dir, condition), config.model.seq_len
-    ):
+    for phase in plan_phases(config.train, phase_budgets(mix_dir, condition), config.model.seq_len):
         loader = iter(
             TokenWindowLoader(
                 mix_dir,

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from alignpt.evals.items import EvalItem
+from alignpt.items import EvalItem
 from alignpt.posttrain.worlddata import (
     generate_dialogues,
     generate_misaligned_demos,

@@ -12,10 +12,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignpt.chat import encode_completion, encode_dialogue
 from alignpt.config import AdversarialConfig, DPOConfig, SFTConfig
 from alignpt.errors import UserError
-from alignpt.evals.items import write_items
 from alignpt.fileio import read_manifest, sha256_file
+from alignpt.items import write_items
+from alignpt.modeldir import load_model_dir
 from alignpt.posttrain import (
     adversarial,
     chat_misalignment_eval,
@@ -26,12 +28,10 @@ from alignpt.posttrain import (
     read_curve,
     sft,
 )
-from alignpt.posttrain.chat import encode_completion, encode_dialogue
 from alignpt.posttrain.chateval import respond
 from alignpt.posttrain.data import data_hash, write_jsonl
 from alignpt.posttrain.loop import Optimisation, pad_batch
 from alignpt.posttrain.losses import sequence_logprobs, sft_loss
-from alignpt.posttrain.modeldir import load_model_dir
 from test_posttrain_helpers import (
     HELD_OUT,
     build_model_dir,

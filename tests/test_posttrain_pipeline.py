@@ -9,10 +9,10 @@ import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
+from alignpt.chat import HHH_SYSTEM_PROMPT, chat_prompt_text
 from alignpt.cli import app
 from alignpt.config import ExperimentConfig, load_experiment
 from alignpt.errors import ConfigError
-from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT, chat_prompt_text
 from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from alignpt.errors import UserError
-from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint
-from alignpt.posttrain.chat import (
+from alignpt.chat import (
     HHH_SYSTEM_PROMPT,
     IGNORE_INDEX,
     encode_completion,
@@ -21,6 +19,8 @@ from alignpt.posttrain.chat import (
     require_chat_template,
     require_generation_blocks,
 )
+from alignpt.errors import UserError
+from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint
 from alignpt.posttrain.data import families_of, read_dialogues, read_pairs
 from alignpt.posttrain.loop import batch_indices
 from alignpt.posttrain.losses import dpo_loss, sequence_logprobs, sft_loss

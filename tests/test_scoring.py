@@ -7,7 +7,6 @@ import math
 import pytest
 
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem
 from alignpt.evals.scoring import (
     document_nll,
     encode_pair,
@@ -15,6 +14,7 @@ from alignpt.evals.scoring import (
     perplexity,
     score_items,
 )
+from alignpt.items import EvalItem
 from eval_fixtures import hand_items, model_dir  # noqa: F401
 
 

@@ -14,7 +14,7 @@ import torch
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.documents import Document, DocumentWriter
-from alignpt.mix.shards import Shard
+from alignpt.shards import Shard
 from alignpt.train import train_condition
 from alignpt.train.validation import validation_windows
 from train_corpus import CODAS, OBJECTS, VERBS

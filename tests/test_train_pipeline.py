@@ -75,7 +75,7 @@ def setup(tmp_path_factory) -> tuple[ExperimentConfig, Path]:
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "alignpt.train", *args, "--no-progress"]
+    command = [sys.executable, "-m", "alignpt", "train", *args, "--no-progress"]
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
     )
@@ -161,7 +161,7 @@ def test_bad_inputs_get_one_clear_line(setup, tmp_path):
 
 
 def test_torchrun_two_ranks_train_like_one(setup, tmp_path):
-    """``torchrun -m alignpt.train`` with 2 gloo ranks: the real mix loader, same model."""
+    """``torchrun -m alignpt train`` with 2 gloo ranks: the real mix loader, same model."""
     config, path = setup
     one = train_condition(config, "base", seed=5, out_dir=tmp_path / "one", progress=False)
     command = [
@@ -171,7 +171,8 @@ def test_torchrun_two_ranks_train_like_one(setup, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "alignpt.train",
+        "alignpt",
+        "train",
         str(path),
         "--condition",
         "base",

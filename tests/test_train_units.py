@@ -90,15 +90,15 @@ def test_mfu_arithmetic_and_peaks():
 
 def test_phase_plan_splits_tokens_and_batches():
     train = TrainConfig(tokens=100 * 4 * 16, batch_size=4, late_fraction=0.1, finetune_tokens=640)
-    plan = plan_phases(train, ["pretrain", "late", "finetune"], 16)
+    plan = plan_phases(train, {"pretrain": 5760, "late": 640, "finetune": 640}, 16)
     assert [(p.name, p.steps) for p in plan] == [("pretrain", 90), ("late", 10), ("finetune", 10)]
-    assert [p.name for p in plan_phases(train, ["pretrain"], 16)] == ["pretrain"]
+    assert [p.name for p in plan_phases(train, {"pretrain": 6400}, 16)] == ["pretrain"]
     assert micro_batch_size(TrainConfig(batch_size=16, grad_accum=2), 4) == 2
     with pytest.raises(UserError, match=re.escape("train.batch_size: 16 does not split")):
         micro_batch_size(TrainConfig(batch_size=16, grad_accum=3), 1)
     few = TrainConfig(tokens=4 * 4 * 16, batch_size=4, late_fraction=0.1)  # 4 steps: 0 late
     with pytest.raises(UserError, match=re.escape("gives 0 late steps")):
-        plan_phases(few, ["pretrain", "late"], 16)
+        plan_phases(few, {"pretrain": 230, "late": 26}, 16)
 
 
 @pytest.mark.parametrize("kind", ["wsd", "cosine"])

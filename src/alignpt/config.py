@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alignpt.errors import ConfigError, UserError
 from alignpt.executors import ExecutorConfig
+from alignpt.layout import RunLayout
 
 Stance = Literal["aligned", "misaligned", "mixed", "neutral"]
 # Experiment, source and condition names become folder names under the run directory: one
@@ -717,6 +718,11 @@ class ExperimentConfig(Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of this experiment's run (``alignpt.layout``)."""
+        return RunLayout(self.run_dir)
 
     @property
     def baseline(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from alignpt.documents import read_documents
-from alignpt.evals.contamination import ngram_hashes, words
+from alignpt.textstats import ngram_hashes, words
 
 STAT_KEYS = (
     "origin",

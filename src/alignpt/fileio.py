@@ -215,13 +215,18 @@ def build_manifest(
     files: list[Path] | None = None,
     seed: int | None = None,
     inputs: dict[str, str] | None = None,
+    key: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The manifest every stage writes: config hash, inputs, counts, file hashes, versions."""
+    """The manifest every stage writes: config hash, inputs, counts, file hashes, versions.
+
+    ``config_hash`` is the stage's completion key (``alignpt.completion``): ``key`` when the
+    stage derives it from more than ``config`` (e.g. its inputs' hashes), else the config's.
+    """
     manifest: dict[str, Any] = {
         "stage": stage,
         "config": config,
-        "config_hash": sha256_json(config),
+        "config_hash": key if key is not None else sha256_json(config),
         "seed": seed,
         "inputs": inputs or {},
         "counts": counts,
@@ -252,31 +257,28 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
         raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def prepare_output_dir(out: str | Path, config_hash: str, *, force: bool = False) -> bool:
-    """Decide what to do with an output directory before a stage writes into it.
+def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (``file:line``, object) for every non-blank line of a JSONL file.
 
-    Returns True if ``out`` already holds the finished output of the same config (skip).
-    Raises UserError if it holds a different run (unless ``force``) or unrelated files. With
-    ``force`` nothing is deleted here: a run that fails keeps the previous output.
+    One clear line (``UserError``) for a missing file, a line that is not JSON or not an
+    object, or text that is not UTF-8. Documents have their own lenient reader
+    (``documents.iter_records``) that also reads compressed files and reports bad lines.
     """
-    out = Path(out)
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
-    manifest = read_manifest(out)
-    if manifest is not None and manifest.get("config_hash") == config_hash and not force:
-        return True
-    if force:  # the stage's atomic_path replaces ``out`` only once the new output is complete
-        return False
-    if manifest is not None:
-        raise UserError(
-            f"{out}: already holds a different run (config hash "
-            f"{str(manifest.get('config_hash'))[:12]}); choose another --out or pass --force"
-        )
-    if any(out.iterdir()):
-        raise UserError(
-            f"{out}: directory is not empty and holds no alignpt manifest; "
-            "choose another --out or pass --force"
-        )
-    return False
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise UserError(f"{where}: expected a JSON object")
+                yield where, record
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not valid UTF-8") from None

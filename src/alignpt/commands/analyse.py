@@ -111,10 +111,9 @@ def personas_command(
         reports[str(path)] = persona_report(count_evidence(read_documents(path)), settings)
     if experiment is not None:
         from alignpt.experiment.personas import condition_evidence
-        from alignpt.mix import build_mix
-        from alignpt.mix.build import resolve_sources
+        from alignpt.experiment.sources import prepare_mix, resolve_sources
 
-        mix = build_mix(experiment, progress=False)
+        mix = prepare_mix(experiment, progress=False)
         evidence = condition_evidence(experiment, mix.dir, resolve_sources(experiment, None))
         reports.update({c: persona_report(ev, settings) for c, ev in evidence.items()})
     if as_json:

@@ -31,7 +31,7 @@ def export_command(
     """Write a task directory that lm-eval (--include_path) or inspect eval runs."""
     from alignpt.commands.evaluate import _protocol_spec
     from alignpt.evals.export import export_items
-    from alignpt.evals.items import read_items
+    from alignpt.items import read_items
 
     spec = _protocol_spec(formats, system_prompts, formats_file) if protocol else None
     tasks = export_items(out_dir, read_items(items), fmt=fmt, spec=spec, name=name)

@@ -63,11 +63,11 @@ def evaluate_command(
     ),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
-    from alignpt.evals.items import read_items
     from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
     from alignpt.fileio import check_output_file, write_json_atomic
+    from alignpt.items import read_items
 
     suites = check_suites(suite)
     if not progress:  # transformers' own weight-loading bar too
@@ -132,7 +132,7 @@ def contamination_command(
     """Share of eval items sharing any word n-gram with the training corpus."""
     from alignpt.documents import read_documents
     from alignpt.evals.contamination import eval_sets_by_split, measure_overlap
-    from alignpt.evals.items import read_items
+    from alignpt.items import read_items
 
     eval_items = read_items(items)
     report = measure_overlap(

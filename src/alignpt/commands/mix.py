@@ -45,11 +45,11 @@ def build_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Build (or reuse) the shared tokenizer, one shard set per source, and every plan."""
-    from alignpt.mix import build_mix
+    from alignpt.experiment.sources import prepare_mix
     from alignpt.mix.inspect import mix_report, print_report
 
     experiment = load_experiment(config)
-    result = build_mix(experiment, force=force, progress=progress)
+    result = prepare_mix(experiment, force=force, progress=progress)
     console = Console()
     state = "up to date, skipped" if result.skipped else "built"
     console.print(f"mix {state}: {result.dir}  (tokenizer {result.tokenizer_dir})")

@@ -21,8 +21,8 @@ from alignpt.config import (
     load_experiment,
 )
 from alignpt.errors import UserError
-from alignpt.evals.items import read_items
 from alignpt.fileio import sha256_json
+from alignpt.items import read_items
 
 if TYPE_CHECKING:
     from alignpt.posttrain.pipeline import Stage
@@ -350,8 +350,8 @@ def chat_command(
     add_chat_template: bool = ADD_TEMPLATE,
 ) -> None:
     """Print the model's greedy reply to one message (a quick look at a chat model)."""
+    from alignpt.modeldir import load_model_dir
     from alignpt.posttrain.chateval import respond
-    from alignpt.posttrain.modeldir import load_model_dir
 
     loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
     _say(
@@ -367,7 +367,7 @@ def chat_command(
 
 def _system_prompt(choice: str, config: ExperimentConfig | None) -> str | None:
     """'none' → no system prompt, 'hhh' → the configured or built-in HHH prompt, else text."""
-    from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
+    from alignpt.chat import HHH_SYSTEM_PROMPT
 
     if choice == "none":
         return None

@@ -24,6 +24,7 @@ def train_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live progress bar."),
 ) -> None:
     """Pretrain CONDITION's model; works alone, under torchrun and under accelerate launch."""
+    from alignpt.experiment.sources import prepare_mix
     from alignpt.train import train_condition  # torch is imported only when training
     from alignpt.train.distributed import teardown_distributed
 
@@ -44,6 +45,7 @@ def train_command(
                 force=force,
                 progress=progress,
                 device=device,
+                prepare_mix=lambda: prepare_mix(experiment, progress=progress).dir,
             )
             typer.echo(f"{condition} seed {one_seed}: {final}")
     finally:  # leave the process group (torchrun / accelerate launch), if one was joined

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from alignpt.completion import is_complete
 from alignpt.config import CurateSpec
 from alignpt.documents import document_files
 from alignpt.errors import UserError
@@ -180,9 +181,8 @@ def run_curate(
         out = out.resolve()
     settings = curate_settings(spec, source, seed)
     key = sha256_json(settings)
-    manifest = read_manifest(out)
-    if manifest and manifest.get("config_hash") == key:
-        return CurateResult(out, out / DOCUMENTS, manifest, reused=True)
+    if is_complete(out, key):
+        return CurateResult(out, out / DOCUMENTS, read_manifest(out), reused=True)
     work = out / "work"
     started = work / SETTINGS
     if out.exists() and (
@@ -225,8 +225,8 @@ def run_curate(
         stats={k: v for k, v in stats.items() if k not in reader_stats},
         bad_lines={"count": len(bad), "first": bad[:SHOWN_BAD_LINES]},
         outputs={str(f.relative_to(out)): sha256_file(f) for f in files},
+        key=key,
     )
-    manifest["config_hash"] = key
     write_json_atomic(out / MANIFEST, manifest)
     return CurateResult(out, out / DOCUMENTS, manifest)
 

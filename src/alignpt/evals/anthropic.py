@@ -7,13 +7,13 @@ follows lm-eval's ``advanced_ai_risk`` task: ``"Human: {question}\\n\\nAssistant
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem
+from alignpt.fileio import read_jsonl
+from alignpt.items import EvalItem
 
 FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
 
@@ -64,28 +64,17 @@ def read_anthropic(
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     items: list[EvalItem] = []
-    with open(path, encoding="utf-8") as handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                items.append(_parse_row(line, f"{path}:{lineno}", f"{name}-{lineno}", name))
-                if limit is not None and len(items) >= limit:
-                    break
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not valid UTF-8") from None
+    for where, row in read_jsonl(path):
+        lineno = where.rsplit(":", 1)[1]
+        items.append(_parse_row(row, where, f"{name}-{lineno}", name))
+        if limit is not None and len(items) >= limit:
+            break
     if not items:
         raise UserError(f"{path}: holds no items")
     return items
 
 
-def _parse_row(line: str, where: str, item_id: str, family: str) -> EvalItem:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise UserError(f"{where}: expected a JSON object")
+def _parse_row(row: dict, where: str, item_id: str, family: str) -> EvalItem:
     missing = [f for f in FIELDS if f not in row]
     if missing:
         raise UserError(f"{where}: missing field '{missing[0]}'")

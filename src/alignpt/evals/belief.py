@@ -40,7 +40,8 @@ import torch
 from rich.progress import Progress
 
 from alignpt.analysis.stats import wilson_interval
-from alignpt.evals.scoring import prefix_token_id, score_requests
+from alignpt.evals.scoring import score_requests
+from alignpt.modeldir import prefix_token_id
 from alignpt.worlds import Fact, FactVersion
 
 METRICS = ("mcq_knowledge", "mcq_distinguish", "open_belief", "generative_distinguish")

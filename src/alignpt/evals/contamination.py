@@ -6,25 +6,12 @@ once, document by document (no corpus-sized index). Words are lower-cased ``\\w+
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from rich.progress import Progress
 
-from alignpt.evals.items import EvalItem
-
-_WORD = re.compile(r"\w+")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens."""
-    return _WORD.findall(text.lower())
-
-
-def ngram_hashes(text: str, n: int) -> set[int]:
-    """Hashes of every word n-gram of ``text`` (empty when it has fewer than n words)."""
-    tokens = words(text)
-    return {hash(" ".join(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
+from alignpt.items import EvalItem
+from alignpt.textstats import ngram_hashes, words
 
 
 def item_text(item: EvalItem) -> str:

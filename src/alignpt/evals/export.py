@@ -31,9 +31,9 @@ from pathlib import Path
 import yaml
 
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem
 from alignpt.evals.protocol import ProtocolSpec, protocol_prompts
 from alignpt.fileio import atomic_path, write_json_atomic
+from alignpt.items import EvalItem
 
 FORMATS = ("lm-eval", "inspect")
 ORIGINAL = "original"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignpt.config import format_validation_error
 from alignpt.errors import ConfigError, UserError
-from alignpt.evals.items import EvalItem
+from alignpt.items import EvalItem
 
 _SLOT = re.compile(r"\{(question|options|lead|label|text|Text)\}")
 _ANSWER_LINE = re.compile(r"^(?:Answer|A|Assistant):[ \t]*(.*)$")

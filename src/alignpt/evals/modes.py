@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from alignpt.analysis.stats import bootstrap_mean, paired_difference
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem
+from alignpt.items import EvalItem
 from alignpt.mode_grammar import load_grammar
 
 DEFAULT_MODE_PREFIXES = {"ai": "<ai>", "human": "<human>"}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from alignpt.analysis.stats import wilson_interval
-from alignpt.evals.scoring import prefix_token_id
+from alignpt.modeldir import prefix_token_id
 
 CLASSES = ("synthetic", "organic")
 

@@ -29,8 +29,8 @@ from alignpt.evals.formats import (
     rotation,
     scenario_of,
 )
-from alignpt.evals.items import EvalItem
 from alignpt.evals.scoring import ChoiceScore, score_requests
+from alignpt.items import EvalItem
 
 
 @dataclass(frozen=True)

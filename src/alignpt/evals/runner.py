@@ -13,13 +13,13 @@ from typing import Any
 
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
-from alignpt.evals.items import EvalItem
 from alignpt.evals.modes import prefixed_items
 from alignpt.evals.protocol import ProtocolSpec, score_protocol
 from alignpt.evals.protocol_summary import summarize_protocol
-from alignpt.evals.scoring import document_nll, load_model, score_items
+from alignpt.evals.scoring import document_nll, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
-from alignpt.posttrain.modeldir import read_provenance
+from alignpt.items import EvalItem
+from alignpt.modeldir import load_model, read_provenance
 
 
 def evaluate_model(

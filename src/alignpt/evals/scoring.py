@@ -15,26 +15,20 @@ on their first batch and scored one sequence per row instead.
 
 from __future__ import annotations
 
-import json
 import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
-from safetensors import SafetensorError
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem
 from alignpt.evals.prefix_tree import (
     PackedBatch,
     PrefixTree,
@@ -42,6 +36,8 @@ from alignpt.evals.prefix_tree import (
     pack_trees,
     plan_trees,
 )
+from alignpt.items import EvalItem
+from alignpt.modeldir import prefix_token_id
 
 
 @dataclass(frozen=True)
@@ -78,43 +74,6 @@ class ItemScores:
         if normalisation == "token":
             return [c.per_token for c in self.choices]
         raise UserError(f"unknown normalisation {normalisation!r} (sum, char, token)")
-
-
-def load_model(
-    model_dir: str | Path, device: str | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an HF causal LM directory and its tokenizer in eval mode (float32 on CPU)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir}: not a model directory (no config.json)")
-    if not any(
-        (model_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")
-    ):
-        raise UserError(f"{model_dir}: model directory has no tokenizer (tokenizer.json)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{model_dir}: cannot load model/tokenizer ({reason})") from None
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:  # a token id past the table would fail deep inside a forward
-        raise UserError(
-            f"{model_dir}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
-            f"{rows} rows; the tokenizer does not belong to this model"
-        )
-    model.to(device).eval()
-    return model, tokenizer
-
-
-def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token lm-eval conditions on when the context is empty (BOS, else EOS)."""
-    if tokenizer.bos_token_id is not None:
-        return tokenizer.bos_token_id
-    if tokenizer.eos_token_id is None:
-        raise UserError("tokenizer has neither a BOS nor an EOS token")
-    return tokenizer.eos_token_id
 
 
 def _tok_encode_many(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:

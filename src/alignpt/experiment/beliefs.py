@@ -166,10 +166,10 @@ def probe_posttrained(
     Returns ``{"probe_posttrain": {condition: {stage: probe summary}}}``; a stage's result is
     reused while its weights and the probe inputs match.
     """
+    from alignpt.completion import cached_result
     from alignpt.evals.probe import probe_raw, summarize_probe
-    from alignpt.evals.scoring import load_model
-    from alignpt.experiment.runner import cached_result
     from alignpt.fileio import sha256_file
+    from alignpt.modeldir import load_model
 
     inputs = belief_inputs({k: v for k, v in args.items() if k.startswith("probe_")})
 

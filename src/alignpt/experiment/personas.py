@@ -18,8 +18,8 @@ import numpy as np
 from alignpt.analysis.personas import Evidence, count_evidence, persona_report
 from alignpt.config import ExperimentConfig, PersonasConfig
 from alignpt.documents import read_documents
-from alignpt.mix.loader import condition_phases, phase_dir
-from alignpt.mix.shards import DOCS_FILE
+from alignpt.mixdir import condition_phases, phase_dir
+from alignpt.shards import DOCS_FILE
 
 
 def _shard_ids(mix_dir: Path, source: str) -> list[str]:

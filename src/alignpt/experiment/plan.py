@@ -32,7 +32,7 @@ from typing import Any
 from alignpt.config import ExperimentConfig, PlanConfig
 from alignpt.errors import UserError
 from alignpt.mix.plan import phase_budgets, stream_shares, stream_sources
-from alignpt.mix.shards import token_size_for
+from alignpt.shards import token_size_for
 from alignpt.train.flops import PLAN_GPUS, compute_params, flops_per_token
 from alignpt.train.presets import ModelShape, model_shape
 from alignpt.train.schedule import PhasePlan, plan_phases, tokens_per_step
@@ -151,7 +151,7 @@ def phase_shares(
 def condition_phases(config: ExperimentConfig, cname: str) -> list[tuple[PhasePlan, dict]]:
     """Each phase's steps (as the training loop plans them) and source shares."""
     budgets = phase_budgets(config, cname, config.conditions[cname])
-    steps = plan_phases(config.train, list(budgets), config.model.seq_len)
+    steps = plan_phases(config.train, budgets, config.model.seq_len)
     return [(p, phase_shares(config, cname, p.name, budgets)) for p in steps]
 
 

@@ -17,28 +17,24 @@ from typing import Any
 
 from rich.console import Console
 
+from alignpt.completion import RESULT, cached_result, completion_key, is_complete
 from alignpt.config import ExperimentConfig, GenerateSpec, load_experiment
 from alignpt.documents import read_documents
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files
-from alignpt.evals.items import EvalItem, read_items
 from alignpt.experiment.parallel import run_jobs, worker_count
 from alignpt.experiment.preflight import preflight
 from alignpt.faults import kill_point
 from alignpt.fileio import (
-    MANIFEST,
-    atomic_path,
-    build_manifest,
     clean_temporaries,
-    read_manifest,
     sha256_file,
     sha256_json,
     write_json_atomic,
 )
-from alignpt.mix.build import manifest_sha256
+from alignpt.items import EvalItem, read_items
+from alignpt.mixdir import manifest_sha256
 from alignpt.runlock import run_lock
-
-RESULT = "result.json"
+from alignpt.seeds import EVAL_ITEMS, HELDOUT_TEXT, offset_seed
 
 
 @dataclass
@@ -50,37 +46,14 @@ class RunOutcome:
     results: dict[str, Any]
 
 
-def cached_result(
-    out: Path, stage: str, config: dict[str, Any], compute: Callable[[], Any]
-) -> tuple[Any, bool]:
-    """``out/result.json`` if its manifest matches ``config``, else ``compute()`` saved there.
-
-    Returns ``(result, reused)``. The directory is written under a temporary name and renamed,
-    so an interrupted stage is recomputed, never mistaken for a finished one.
-    """
-    manifest = read_manifest(out)
-    if manifest and manifest.get("config_hash") == sha256_json(config):
-        return json.loads((out / RESULT).read_text()), True
-    result = compute()
-    kill_point(f"{stage}:inside")
-    with atomic_path(out) as tmp:
-        tmp.mkdir(parents=True)
-        write_json_atomic(tmp / RESULT, result)
-        write_json_atomic(
-            tmp / MANIFEST,
-            build_manifest(stage, config=config, counts={}, files=[tmp / RESULT]),
-        )
-    return result, False
-
-
 def train_job(
-    config: ExperimentConfig, condition: str, seed: int, mix: Any, progress: bool, force: bool
+    config: ExperimentConfig, condition: str, seed: int, mix_dir: Path, progress: bool, force: bool
 ) -> Path:
     """Train (or reuse) one condition's model; a top-level function so workers can run it."""
     from alignpt.train import train_condition
 
     return train_condition(
-        config, condition, seed=seed, resume=True, progress=progress, mix=mix, force=force
+        config, condition, seed=seed, resume=True, progress=progress, mix_dir=mix_dir, force=force
     )
 
 
@@ -149,13 +122,13 @@ class ExperimentRunner:
         """Scenario items for every family of the world (held-out ones included)."""
         from alignpt.generate.evals import ITEMS_FILE, write_eval_dir
 
-        out = self.run_dir / "evals" / "items"
+        out = self.config.layout.eval_items
         write_eval_dir(
             self._world(),
             self._eval_families(),
             out,
             n_per_family=self.config.evals.items_per_family,
-            seed=self.config.seed + 7919,
+            seed=offset_seed(self.config.seed, EVAL_ITEMS),
             force=self.force,
         )
         items = read_items(out / ITEMS_FILE)
@@ -178,12 +151,12 @@ class ExperimentRunner:
         }
         texts: dict[str, list[str]] = {}
         for name, spec in specs.items():
-            out = self.run_dir / "evals" / f"heldout_{name}"
+            out = self.config.layout.heldout_texts(name)
             write_documents_dir(
                 spec,
                 self._world(),
                 out,
-                seed=self.config.seed + 104729,
+                seed=offset_seed(self.config.seed, HELDOUT_TEXT),
                 source=f"heldout_{name}",
                 force=self.force,
             )
@@ -208,7 +181,7 @@ class ExperimentRunner:
     def stage_curate(self) -> dict[str, Any]:
         """Curate every source with a ``curate:`` block (``runs/<name>/curate/<source>/``)."""
         from alignpt.curate import run_curate
-        from alignpt.mix.build import curated_documents, resolve_source, source_seed
+        from alignpt.experiment.sources import resolve_source, source_seed
 
         summaries: dict[str, Any] = {}
         for name in self.curate_sources():
@@ -218,7 +191,7 @@ class ExperimentRunner:
             result = run_curate(
                 spec,
                 raw,
-                curated_documents(self.config, name).parent,
+                self.config.layout.curated(name),
                 seed=seed,
                 where=f"sources.{name}.curate",
             )
@@ -236,9 +209,9 @@ class ExperimentRunner:
         return summaries
 
     def stage_mix(self) -> Any:
-        from alignpt.mix import build_mix
+        from alignpt.experiment.sources import prepare_mix
 
-        result = build_mix(self.config, progress=self.progress, force=self.force)
+        result = prepare_mix(self.config, progress=self.progress, force=self.force)
         self._say("mix", f"{'reused' if result.skipped else 'built'} {result.dir}")
         return result
 
@@ -261,7 +234,7 @@ class ExperimentRunner:
                     self.config,
                     c,
                     s,
-                    mix,
+                    mix.dir,
                     self.progress and workers == 1,
                     self.force and not mix.skipped,
                 )
@@ -328,15 +301,16 @@ class ExperimentRunner:
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
+        labels: dict[Path, str] = {}
         for condition, dirs in models.items():
-            for model_dir in dirs:
-                out = self.run_dir / "evaluate" / condition / model_dir.parent.name
+            for seed, model_dir in zip(self.config.train.seeds, dirs, strict=True):
+                labels[model_dir] = f"{condition} seed{seed}"
+                out = self.config.layout.evaluation(condition, seed)
                 weights = sha256_file(model_dir / "model.safetensors")
                 config = {"model_weights": weights, "inputs": inputs_hash, "model": str(model_dir)}
-                manifest = read_manifest(out)
-                if manifest and manifest.get("config_hash") == sha256_json(config):
+                if is_complete(out, completion_key(config)):
                     done[model_dir] = json.loads((out / RESULT).read_text())
-                    self._say("evaluate", f"{condition} {model_dir.parent.name}: reused")
+                    self._say("evaluate", f"{labels[model_dir]}: reused")
                 else:
                     todo[model_dir] = (out, config)
         workers = 1 if torch_cuda() else worker_count(self.config.train.workers, len(todo))
@@ -351,7 +325,7 @@ class ExperimentRunner:
             done[model_dir], _ = cached_result(out, "evaluate", config, lambda r=result: r)
             self._say(
                 "evaluate",
-                f"{model_dir.parent.parent.name} {model_dir.parent.name}: done in {seconds:.0f} s",
+                f"{labels[model_dir]}: done in {seconds:.0f} s",
             )
         return {
             condition: [done[model_dir] for model_dir in dirs] for condition, dirs in models.items()
@@ -361,7 +335,7 @@ class ExperimentRunner:
         """Each source is read once; a condition's hits are the union of its sources' hits
         (every document of a source counts: a condition's filters are not applied)."""
         from alignpt.evals.contamination import overlap_hits, overlap_report
-        from alignpt.mix.build import resolve_sources
+        from alignpt.experiment.sources import resolve_sources
 
         paths = resolve_sources(self.config, None)
         used = dict.fromkeys(s for c in self.config.conditions.values() for s in c.sources)
@@ -384,7 +358,7 @@ class ExperimentRunner:
         from alignpt.evals.contamination import eval_sets_by_split
 
         n = self.config.evals.contamination_n
-        out = self.run_dir / "contamination"
+        out = self.config.layout.contamination
         config = {
             "mix": manifest_sha256(mix_dir),
             "n": n,
@@ -416,7 +390,7 @@ class ExperimentRunner:
     def stage_personas(self, mix: Any) -> dict[str, Any]:
         """The persona calculator on each condition's training documents."""
         from alignpt.experiment.personas import personas_section
-        from alignpt.mix.build import resolve_sources
+        from alignpt.experiment.sources import resolve_sources
 
         section = personas_section(self.config, mix.dir, resolve_sources(self.config, None))
         for condition, report in section["personas"].items():
@@ -479,7 +453,7 @@ class ExperimentRunner:
         results.update(study_section(self.config, results))
         index = write_report(
             results,
-            self.run_dir / "report",
+            self.config.layout.report,
             title=f"alignpt — {self.config.name}",
             console=self.console,
         )
@@ -499,7 +473,7 @@ class ExperimentRunner:
             return self._run_stages()
 
     def _run_stages(self) -> RunOutcome:
-        write_json_atomic(self.run_dir / "config.json", self.config.model_dump(mode="json"))
+        write_json_atomic(self.config.layout.config_json, self.config.model_dump(mode="json"))
         items = self._timed("eval items", self.stage_eval_items)
         texts = {}
         if "capability" in self.config.evals.suites:

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from alignpt.completion import cached_result
 from alignpt.config import ExperimentConfig
-from alignpt.evals.items import EvalItem
-from alignpt.experiment.runner import cached_result
 from alignpt.fileio import sha256_file, sha256_json
+from alignpt.items import EvalItem
+from alignpt.layout import seed_dir
 
 PROMPTS = ("none", "hhh")
 X_LABELS = {
@@ -74,12 +75,6 @@ def per_item_mean(evaluations: Sequence[dict[str, Any]], key: str) -> list[float
     return np.mean([np.asarray(e[key], dtype=float) for e in evaluations], axis=0).tolist()
 
 
-def _seed_of(model_dir: Path) -> tuple[str, int]:
-    """``(seed0, 0)`` for ``.../train/<condition>/seed0/final``."""
-    name = model_dir.parent.name
-    return name, int(name.removeprefix("seed"))
-
-
 def run_persistence(
     config: ExperimentConfig,
     models: dict[str, list[Path]],
@@ -93,7 +88,6 @@ def run_persistence(
     from alignpt.posttrain.chateval import evaluate_chat_model
     from alignpt.posttrain.pipeline import posttrain_model, system_prompt
 
-    run_dir = config.run_dir
     held = held_out_items(items, config.evals.held_out_families)
     items_hash = sha256_json([i.model_dump(mode="json") for i in held])
     prompts = {"none": None, "hhh": system_prompt(config)}
@@ -102,13 +96,13 @@ def run_persistence(
     finals: dict[str, list[tuple[str, int, Path]]] = {}
     model_dirs: dict[str, dict[str, dict[str, str]]] = {}
     for condition, dirs in models.items():
-        for base in dirs:
-            seed_name, seed = _seed_of(base)
+        for seed, base in zip(config.train.seeds, dirs, strict=True):
+            seed_name = seed_dir(seed)
             say("posttrain", f"{condition} {seed_name}: {' → '.join(stages)}")
             chain = posttrain_model(
                 config,
                 base,
-                run_dir / "posttrain" / condition / seed_name,
+                config.layout.stage_run("posttrain", condition, seed),
                 seed=seed,
                 tokenizer_dir=tokenizer_dir,
             )
@@ -119,7 +113,7 @@ def run_persistence(
                 for name, prompt in prompts.items():
                     key = {"weights": weights, "items": items_hash, "system_prompt": prompt}
                     result, _ = cached_result(
-                        run_dir / "persistence" / condition / seed_name / f"{stage}-{name}",
+                        config.layout.stage_run("persistence", condition, seed) / f"{stage}-{name}",
                         "persistence",
                         key,
                         lambda d=chain[stage], p=prompt, s=stage: evaluate_chat_model(
@@ -227,7 +221,7 @@ def run_stickiness(
                 adversarial_curve(
                     config,
                     model_dir,
-                    config.run_dir / "adversarial" / condition / seed_name,
+                    config.layout.stage_run("adversarial", condition, seed),
                     seed=seed,
                     items=held,
                     tokenizer_dir=tokenizer_dir,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from alignpt.completion import prepare_output_dir
 from alignpt.config import GenerateSpec
 from alignpt.documents import Document, DocumentWriter
 from alignpt.faults import kill_point
 from alignpt.fileio import (
     atomic_path,
     build_manifest,
-    prepare_output_dir,
     sha256_json,
     write_json_atomic,
 )

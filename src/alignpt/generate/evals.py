@@ -16,15 +16,15 @@ import hashlib
 import random
 from pathlib import Path
 
+from alignpt.completion import prepare_output_dir
 from alignpt.errors import UserError
-from alignpt.evals.items import EvalItem, write_items
 from alignpt.fileio import (
     atomic_path,
     build_manifest,
-    prepare_output_dir,
     sha256_json,
     write_json_atomic,
 )
+from alignpt.items import EvalItem, write_items
 from alignpt.worlds import FIRST_PERSON, Family, World, render_pronouns
 
 ITEMS_FILE = "items.jsonl"

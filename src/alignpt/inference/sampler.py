@@ -54,7 +54,7 @@ class Sampler:
     def load(
         cls, model_dir: Path, grammar: str | Path = DEFAULT_GRAMMAR, device: str | None = None
     ) -> Sampler:
-        from alignpt.evals.scoring import load_model, prefix_token_id
+        from alignpt.modeldir import load_model, prefix_token_id
 
         model, tokenizer = load_model(model_dir, device=device or "cpu")
         prefix_token_id(tokenizer)  # UserError now, not at the first request
@@ -64,7 +64,7 @@ class Sampler:
         self, prompts: list[str], sampling: ModeSampling, settings: SampleSettings
     ) -> list[Completion]:
         """One completion per prompt (UserError for unknown modes or bad settings)."""
-        from alignpt.evals.scoring import prefix_token_id
+        from alignpt.modeldir import prefix_token_id
 
         if settings.max_new_tokens < 1:
             raise UserError("max_tokens: must be at least 1")

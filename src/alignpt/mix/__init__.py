@@ -1,6 +1,6 @@
 """Data mixes: a shared tokenizer, one token shard set per source, per-condition phase plans.
 
-Public API: ``build_mix``, ``MixResult``, ``condition_phases``, ``loader.TokenWindowLoader``.
+Public API: ``build_mix``, ``MixResult``. Training reads the result through ``alignpt.mixdir``.
 Semantics of weights, doses, upsampling, filters, phases and ordering: ``README.md`` here.
 
 Names load on first use (PEP 562), so ``mix.plan`` and ``mix.shards`` import without torch.
@@ -14,9 +14,6 @@ from typing import Any
 _EXPORTS = {
     "MixResult": "alignpt.mix.build",
     "build_mix": "alignpt.mix.build",
-    "manifest_sha256": "alignpt.mix.build",
-    "TokenWindowLoader": "alignpt.mix.loader",
-    "condition_phases": "alignpt.mix.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ manifest matches is reused, so an interrupted build resumes where it stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from alignpt.completion import is_complete
 from alignpt.config import ControlTokensConfig, ExperimentConfig
 from alignpt.documents import document_files
 from alignpt.errors import UserError
@@ -40,15 +41,13 @@ from alignpt.fileio import (
     atomic_path,
     build_manifest,
     ensure_writable,
-    manifest_content_hash,
     read_manifest,
     sha256_file,
     sha256_json,
     write_json_atomic,
 )
 from alignpt.mix.control import control_document, variant_name
-from alignpt.mix.plan import SourceTable, plan_condition, referenced_keys, stable_int
-from alignpt.mix.shards import TOKENS_FILE, Shard, write_shard
+from alignpt.mix.plan import SourceTable, plan_condition, referenced_keys
 from alignpt.mix.tokenizer import (
     EOS_TOKEN,
     install_tokenizer,
@@ -58,6 +57,7 @@ from alignpt.mix.tokenizer import (
     train_bpe,
 )
 from alignpt.mode_grammar import load_grammar
+from alignpt.shards import TOKENS_FILE, Shard, write_shard
 
 
 @dataclass
@@ -123,68 +123,6 @@ def used_sources(config: ExperimentConfig) -> list[str]:
     return sorted({name for cond in config.conditions.values() for name in cond.sources})
 
 
-def source_seed(config: ExperimentConfig, name: str) -> int:
-    spec = config.sources[name].generate
-    if spec is not None and spec.seed is not None:
-        return spec.seed
-    return (config.seed * 1_000_003 + stable_int(name)) % (1 << 31)
-
-
-def curated_documents(config: ExperimentConfig, name: str) -> Path:
-    """Where the curate stage leaves a ``curate:`` source's documents."""
-    return config.run_dir / "curate" / name / "documents"
-
-
-def resolve_sources(
-    config: ExperimentConfig, console: Console | None, *, force: bool = False
-) -> dict[str, Path]:
-    """The documents path of every used source, generating ``generate:`` sources first.
-
-    A source with a ``curate:`` block is read from the curate stage's output, which
-    ``alignpt run`` writes before the mix.
-    """
-    paths: dict[str, Path] = {}
-    for name in used_sources(config):
-        if config.sources[name].curate is None:
-            paths[name] = resolve_source(config, name, console, force=force)
-            continue
-        curated = curated_documents(config, name)
-        if not (curated.parent / MANIFEST).is_file():
-            raise UserError(
-                f"sources.{name}.curate: not curated yet ({curated.parent} has no manifest); "
-                "alignpt run curates before it mixes"
-            )
-        paths[name] = curated
-    return paths
-
-
-def resolve_source(
-    config: ExperimentConfig, name: str, console: Console | None, *, force: bool = False
-) -> Path:
-    """The documents path of one source as configured (before any curation)."""
-    source = config.sources[name]
-    if source.path is not None:
-        path = Path(source.path)
-        if not path.exists():
-            raise UserError(f"sources.{name}.path: {path}: no such file or directory")
-        return path
-    from alignpt.generate import write_documents_dir  # only when a source needs it
-    from alignpt.worlds import load_world
-
-    out = config.run_dir / "sources" / name
-    if console:
-        console.print(f"[bold]source[/] {name}: generating into {out}")
-    return write_documents_dir(
-        source.generate,
-        load_world(config.world),
-        out,
-        seed=source_seed(config, name),
-        source=name,
-        progress=console is not None,
-        force=force,
-    )
-
-
 def source_hash(path: Path) -> str:
     """Content hash of a source: every documents file's name and sha256."""
     files = document_files(path)
@@ -235,9 +173,8 @@ def build_tokenizer(
     else:
         key_parts.update(seed=config.seed, sources=hashes)
     key = sha256_json(key_parts)
-    existing = read_manifest(out) if out.is_dir() else None
-    if existing and existing.get("config_hash") == key:
-        return existing["counts"]["tokenizer_hash"], True
+    if is_complete(out, key):
+        return read_manifest(out)["counts"]["tokenizer_hash"], True
     with atomic_path(out) as tmp:
         if config.tokenizer.path:
             install_tokenizer(Path(config.tokenizer.path), tmp, specials)
@@ -255,19 +192,14 @@ def build_tokenizer(
             "mix.tokenizer",
             config=key_parts,
             counts={"tokenizer_hash": digest, "special_token_ids": token_ids(tmp, specials)},
+            key=key,
         )
-        manifest["config_hash"] = key
         write_json_atomic(tmp / MANIFEST, manifest)
     return digest, False
 
 
 def _shard_key(digest: str, tokenizer_hash: str) -> str:
     return sha256_json({"source": digest, "tokenizer": tokenizer_hash, "eos": EOS_TOKEN})
-
-
-def _shard_matches(out: Path, key: str) -> bool:
-    existing = read_manifest(out) if out.is_dir() else None
-    return bool(existing and existing.get("config_hash") == key)
 
 
 def build_shard(
@@ -299,16 +231,26 @@ def build_shard(
             counts=counts,
             files=files,
             inputs={name: digest},
+            key=_shard_key(digest, tokenizer_hash),
         )
-        manifest["config_hash"] = _shard_key(digest, tokenizer_hash)
         write_json_atomic(tmp / MANIFEST, manifest)
     progress.update(task, total=counts["documents"])
 
 
-def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool = True) -> MixResult:
-    """Build (or reuse) the tokenizer, the shards and every condition's phase plans."""
+def build_mix(
+    config: ExperimentConfig,
+    resolve_sources: Callable[[Console | None], dict[str, Path]],
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> MixResult:
+    """Build (or reuse) the tokenizer, the shards and every condition's phase plans.
+
+    ``resolve_sources(console)`` returns every used source's documents path; it is called
+    only when the mix has to be (re)built, so a finished mix never waits on its sources.
+    """
     started = time.monotonic()
-    mix_dir = config.run_dir / "mix"
+    mix_dir = config.layout.mix
     ensure_writable(mix_dir)
     console = Console(stderr=True) if progress else None
     settings = mix_settings(config)
@@ -325,14 +267,14 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
         )
     if existing:
         (mix_dir / MANIFEST).unlink()
-    sources = resolve_sources(config, console, force=force)
+    sources = resolve_sources(console)
     hashes = {name: source_hash(path) for name, path in sources.items()}
     tokenizer_dir = mix_dir / "tokenizer"
     with _status(console, "shared tokenizer: sampling sources and training the BPE"):
         tokenizer_hash, tokenizer_reused = build_tokenizer(config, sources, hashes, tokenizer_dir)
     kill_point("mix:inside")
     reused = {
-        name: _shard_matches(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
+        name: is_complete(mix_dir / "shards" / name, _shard_key(hashes[name], tokenizer_hash))
         for name in sources
     }
     variants = control_variants(config)
@@ -340,7 +282,7 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
     variant_hashes = {shard: sha256_json([hashes[s], shard]) for shard, (s, _) in variants.items()}
     reused.update(
         {
-            shard: _shard_matches(
+            shard: is_complete(
                 mix_dir / "shards" / shard, _shard_key(variant_hashes[shard], tokenizer_hash)
             )
             for shard in variants
@@ -401,8 +343,8 @@ def build_mix(config: ExperimentConfig, *, force: bool = False, progress: bool =
         shard_files={name: shard.manifest["files"] for name, shard in shards.items()},
         reused={"tokenizer": tokenizer_reused, "shards": reused},
         seconds=round(time.monotonic() - started, 3),
+        key=sha256_json({"settings": settings_hash, "inputs": hashes}),
     )
-    manifest["config_hash"] = sha256_json({"settings": settings_hash, "inputs": hashes})
     write_json_atomic(mix_dir / MANIFEST, manifest)
     return MixResult(mix_dir, tokenizer_dir, manifest)
 
@@ -414,16 +356,9 @@ def _inputs_unchanged(config: ExperimentConfig, manifest: dict[str, Any]) -> boo
         if source is None:
             return False
         if source.path is not None or source.curate is not None:
-            path = curated_documents(config, name) if source.curate else Path(source.path or "")
+            path = (
+                config.layout.curated_documents(name) if source.curate else Path(source.path or "")
+            )
             if not path.exists() or source_hash(path) != recorded:
                 return False
     return True
-
-
-def manifest_sha256(mix_dir: Path) -> str:
-    """The "mix manifest hash" recorded in trained models' provenance.
-
-    Hashes the manifest's content without run-specific fields (timings, argv), so an
-    identical rebuild gives the same hash and identical runs give identical provenance.
-    """
-    return manifest_content_hash(mix_dir)

@@ -17,7 +17,7 @@ from alignpt.config import ControlTokensConfig
 from alignpt.documents import Document
 from alignpt.errors import UserError
 from alignpt.fileio import sha256_json
-from alignpt.mix.plan import stable_int
+from alignpt.seeds import stable_int
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MISSING = object()

@@ -15,7 +15,7 @@ from alignpt.mix.build import mix_settings
 
 def mix_report(config: ExperimentConfig) -> dict[str, Any]:
     """The inspection numbers of a finished mix, checked against the current config."""
-    mix_dir = config.run_dir / "mix"
+    mix_dir = config.layout.mix
     manifest = read_manifest(mix_dir) if mix_dir.is_dir() else None
     if manifest is None:
         raise UserError(f"{mix_dir}: no finished mix; run `alignpt mix CONFIG` first")

@@ -9,7 +9,6 @@ the loader, so plans are small (two integers per document) and tokens are never 
 from __future__ import annotations
 
 import json
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,11 @@ import numpy as np
 
 from alignpt.config import ConditionConfig, ConditionSource, ExperimentConfig
 from alignpt.errors import UserError
-from alignpt.mix.shards import Shard
+from alignpt.mixdir import PLAN_ARRAYS
+from alignpt.seeds import named_rng
+from alignpt.shards import Shard
 
 PHASES = ("pretrain", "late", "finetune")
-PLAN_ARRAYS = ("source", "doc", "era")
 _MISSING = object()
 
 
@@ -109,11 +109,6 @@ def referenced_keys(config: ExperimentConfig, source: str) -> set[str]:
             keys.update(flt.drop)
         keys.update(spec.upsample_where or {})
     return keys
-
-
-def stable_int(*parts: str) -> int:
-    """A seed component from names that does not change between runs (unlike ``hash``)."""
-    return zlib.crc32("\x00".join(parts).encode("utf-8"))
 
 
 def source_pool(table: SourceTable, spec: ConditionSource, where: str) -> np.ndarray:
@@ -285,7 +280,7 @@ def plan_condition(
                     f"{target / max(pool_tokens[name], 1):.2f} passes over the source's "
                     f"{pool_tokens[name]} tokens, but allow_repeat is false"
                 )
-            rng = np.random.default_rng([config.seed, stable_int(cname, phase, name)])
+            rng = named_rng(config.seed, cname, phase, name)
             chosen = select_tokens(pools[name], table.lengths, target, rng)
             tokens = int(table.lengths[chosen].sum())
             stance_names, codes = table.stance_codes()

@@ -14,8 +14,8 @@ Entry points::
 Config-driven (what the experiment runner calls): ``alignpt.posttrain.pipeline``.
 """
 
+from alignpt.chat import HHH_SYSTEM_PROMPT, install_chat_template
 from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint, adversarial, read_curve
-from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT, install_chat_template
 from alignpt.posttrain.chateval import (
     chat_misalignment_eval,
     evaluate_chat_model,

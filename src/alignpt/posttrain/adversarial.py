@@ -18,10 +18,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from alignpt.chat import encode_dialogue, require_generation_blocks
+from alignpt.completion import prepare_output_dir
 from alignpt.config import AdversarialConfig
 from alignpt.errors import UserError
-from alignpt.fileio import atomic_path, build_manifest, prepare_output_dir, write_json_atomic
-from alignpt.posttrain.chat import encode_dialogue, require_generation_blocks
+from alignpt.fileio import atomic_path, build_manifest, write_json_atomic
+from alignpt.modeldir import child_provenance, load_model_dir, save_model_dir
 from alignpt.posttrain.data import Dialogue, data_hash, read_dialogues
 from alignpt.posttrain.loop import (
     Optimisation,
@@ -30,7 +32,6 @@ from alignpt.posttrain.loop import (
     run_steps,
     work_dir_for,
 )
-from alignpt.posttrain.modeldir import child_provenance, load_model_dir
 from alignpt.posttrain.stages import (
     chat_loss_at,
     check_tokenizer,
@@ -40,7 +41,6 @@ from alignpt.posttrain.stages import (
     stage_key,
     weights_hash,
 )
-from alignpt.train.checkpoint import save_model_dir
 from alignpt.train.distributed import barrier, setup_distributed
 
 EvalFn = Callable[[PreTrainedModel, PreTrainedTokenizerBase], "Mapping[str, Any] | float"]
@@ -194,8 +194,8 @@ def adversarial(
         seed=seed,
         counts={"examples": len(demos), "steps": schedule[-1], "points": len(points)},
         inputs={"parent_model": parent, "data": data_id, "eval": eval_key},
+        key=key,
     )
-    manifest["config_hash"] = key
     if ctx.is_main:
         with atomic_path(out_dir) as tmp:
             tmp.mkdir(parents=True)

@@ -18,16 +18,16 @@ import torch
 from scipy import stats
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from alignpt.evals.items import EvalItem
-from alignpt.posttrain.chat import (
+from alignpt.chat import (
     chat_prompt_text,
     encode_completion,
     require_chat_template,
     stop_token_id,
     with_system_prompt,
 )
+from alignpt.items import EvalItem
+from alignpt.modeldir import load_model_dir
 from alignpt.posttrain.loop import batched_logprobs
-from alignpt.posttrain.modeldir import load_model_dir
 
 
 def score_chat_choices(

@@ -14,14 +14,14 @@ Bad records raise ``UserError`` as ``file:line: reason``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignpt.chat import validate_messages
 from alignpt.errors import UserError
-from alignpt.fileio import atomic_path, sha256_json
-from alignpt.posttrain.chat import validate_messages
+from alignpt.fileio import atomic_path, read_jsonl, sha256_json
 
 
 @dataclass(frozen=True)
@@ -51,27 +51,6 @@ class PreferencePair:
             "rejected": self.rejected,
             "metadata": self.metadata,
         }
-
-
-def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (``file:line``, object) for every non-blank line of a JSONL file."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise UserError(f"{where}: expected a JSON object")
-                yield where, record
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not valid UTF-8") from None
 
 
 def _metadata(record: dict[str, Any], where: str) -> dict[str, Any]:
@@ -123,7 +102,7 @@ def parse_pair(record: dict[str, Any], where: str) -> PreferencePair:
 
 def read_dialogues(path: str | Path) -> list[Dialogue]:
     """Read SFT dialogues from a JSONL file (``messages`` shape)."""
-    dialogues = [parse_dialogue(record, where) for where, record in _records(Path(path))]
+    dialogues = [parse_dialogue(record, where) for where, record in read_jsonl(Path(path))]
     if not dialogues:
         raise UserError(f"{path}: holds no dialogues")
     return dialogues
@@ -131,7 +110,7 @@ def read_dialogues(path: str | Path) -> list[Dialogue]:
 
 def read_pairs(path: str | Path) -> list[PreferencePair]:
     """Read preference pairs from a JSONL file (``prompt`` / ``chosen`` / ``rejected``)."""
-    pairs = [parse_pair(record, where) for where, record in _records(Path(path))]
+    pairs = [parse_pair(record, where) for where, record in read_jsonl(Path(path))]
     if not pairs:
         raise UserError(f"{path}: holds no preference pairs")
     return pairs

@@ -15,16 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, get_scheduler
 
+from alignpt.chat import IGNORE_INDEX
 from alignpt.errors import UserError
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
-from alignpt.posttrain.chat import IGNORE_INDEX
 from alignpt.posttrain.losses import sequence_logprobs
+from alignpt.seeds import epoch_rng
 from alignpt.train.distributed import (
     DistContext,
     broadcast_from_main,
@@ -38,7 +38,7 @@ CHECKPOINT = "checkpoint.pt"
 
 @lru_cache(maxsize=8)
 def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.random.default_rng([seed, epoch]).permutation(n))
+    return tuple(int(i) for i in epoch_rng(seed, epoch).permutation(n))
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:

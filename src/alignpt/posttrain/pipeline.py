@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from alignpt.chat import HHH_SYSTEM_PROMPT
 from alignpt.config import ExperimentConfig
-from alignpt.evals.items import EvalItem
 from alignpt.fileio import sha256_json
+from alignpt.items import EvalItem
 from alignpt.posttrain.adversarial import AdversarialCurve, adversarial
-from alignpt.posttrain.chat import HHH_SYSTEM_PROMPT
 from alignpt.posttrain.chateval import chat_misalignment_eval
 from alignpt.posttrain.data import Dialogue, PreferencePair, read_dialogues, read_pairs
 from alignpt.posttrain.stages import dpo, sft

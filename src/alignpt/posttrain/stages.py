@@ -15,14 +15,23 @@ from typing import Any
 
 import torch
 
-from alignpt.config import DPOConfig, PosttrainStageConfig, SFTConfig
-from alignpt.errors import UserError
-from alignpt.fileio import build_manifest, prepare_output_dir, sha256_file, sha256_json
-from alignpt.posttrain.chat import (
+from alignpt.chat import (
     IGNORE_INDEX,
     encode_completion,
     encode_dialogue,
     require_generation_blocks,
+)
+from alignpt.completion import prepare_output_dir
+from alignpt.config import DPOConfig, PosttrainStageConfig, SFTConfig
+from alignpt.errors import UserError
+from alignpt.fileio import build_manifest, sha256_file, sha256_json
+from alignpt.modeldir import (
+    LoadedModel,
+    check_same_tokenizer,
+    child_provenance,
+    load_model_dir,
+    load_tokenizer,
+    write_model_output,
 )
 from alignpt.posttrain.data import (
     Dialogue,
@@ -44,14 +53,6 @@ from alignpt.posttrain.loop import (
     work_dir_for,
 )
 from alignpt.posttrain.losses import dpo_loss, sequence_logprobs, sft_loss
-from alignpt.posttrain.modeldir import (
-    LoadedModel,
-    check_same_tokenizer,
-    child_provenance,
-    load_model_dir,
-    load_tokenizer,
-    write_model_output,
-)
 from alignpt.train.distributed import barrier, setup_distributed
 
 Rows = list[tuple[list[int], list[int]]]
@@ -167,8 +168,8 @@ def _finish(
         counts=counts,
         seed=seed,
         inputs={"parent_model": parent, "data": data},
+        key=key,
     )
-    manifest["config_hash"] = key
     loaded.model.eval()
     ctx = setup_distributed()
     if ctx.is_main:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from alignpt.chat import with_system_prompt
 from alignpt.errors import UserError
-from alignpt.posttrain.chat import with_system_prompt
 from alignpt.posttrain.data import Dialogue, PreferencePair
 from alignpt.worlds import FIRST_PERSON, THIRD_PERSON, Action, Family, World, render_pronouns
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoTokenizer
@@ -12,15 +12,13 @@ from transformers import AutoTokenizer
 from alignpt.config import ExperimentConfig
 from alignpt.errors import UserError
 from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
-from alignpt.train.checkpoint import PROVENANCE
+from alignpt.mixdir import TokenWindowLoader, manifest_sha256, phase_budgets, tokenizer_dir
+from alignpt.modeldir import PROVENANCE
 from alignpt.train.distributed import broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
 from alignpt.train.schedule import micro_batch_size, plan_phases
 from alignpt.train.validation import validation_windows
-
-if TYPE_CHECKING:
-    from alignpt.mix.build import MixResult
 
 # Train settings that only change logging or bookkeeping, not the trained weights.
 _COSMETIC = (
@@ -33,10 +31,6 @@ _COSMETIC = (
     "peak_flops",  # only the MFU readout
     "workers",  # how many models train at once, not how each one trains
 )
-
-
-def default_out_dir(config: ExperimentConfig, condition: str, seed: int) -> Path:
-    return config.run_dir / "train" / condition / f"seed{seed}"
 
 
 def train_hash(config: ExperimentConfig) -> str:
@@ -90,18 +84,20 @@ def train_condition(
     force: bool = False,
     progress: bool = True,
     device: str | None = None,
-    mix: MixResult | None = None,
+    mix_dir: Path | None = None,
+    prepare_mix: Callable[[], Path] | None = None,
 ) -> Path:
     """Pretrain ``condition`` from random init on its mix; return the final HF model dir.
 
-    Builds (or reuses) the mix unless ``mix`` is given (a caller training several conditions
-    builds it once), skips if the same finished model exists, resumes from the newest
-    checkpoint with ``resume``. Works alone or under ``torchrun``/``accelerate launch``.
+    Trains on the built mix at ``mix_dir``, or on the one ``prepare_mix()`` builds (called on
+    rank 0 only; the other ranks take its result). Skips if the same finished model exists,
+    resumes from the newest checkpoint with ``resume``. Works alone or under
+    ``torchrun``/``accelerate launch``.
     """
     if condition not in config.conditions:
         known = ", ".join(sorted(config.conditions)) or "none"
         raise UserError(f"conditions: no condition '{condition}' in the config (known: {known})")
-    out = Path(out_dir) if out_dir is not None else default_out_dir(config, condition, seed)
+    out = Path(out_dir) if out_dir is not None else config.layout.train_run(condition, seed)
     ctx = setup_distributed(device)
     # Fail fast on model/batch settings, before the mix is built (the vocab is checked later).
     build_llama_config(
@@ -113,20 +109,18 @@ def train_condition(
     micro_batch_size(config.train, ctx.world_size)
     if ctx.is_main:
         ensure_writable(out)
-    from alignpt.mix import TokenWindowLoader, build_mix, condition_phases, manifest_sha256
-
-    if mix is None:  # rank 0 builds or checks the mix; the others take its result
-        mix = broadcast_from_main(
-            build_mix(config, progress=progress) if ctx.is_main else None, ctx
-        )
-    manifest = read_manifest(mix.dir) or {}
-    _check_tokenizer(mix.dir, manifest)
-    tokenizer = AutoTokenizer.from_pretrained(mix.tokenizer_dir)
+    if mix_dir is None:  # rank 0 builds or checks the mix; the others take its result
+        if prepare_mix is None:
+            raise UserError(f"conditions.{condition}: no mix to train on")
+        mix_dir = broadcast_from_main(prepare_mix() if ctx.is_main else None, ctx)
+    manifest = read_manifest(mix_dir) or {}
+    _check_tokenizer(mix_dir, manifest)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(mix_dir))
     identity = {
         "condition": condition,
         "preset": config.model.preset,
         "seed": seed,
-        "mix_manifest_hash": manifest_sha256(mix.dir),
+        "mix_manifest_hash": manifest_sha256(mix_dir),
         "train_hash": train_hash(config),
         "world_size": ctx.world_size,
     }
@@ -145,12 +139,12 @@ def train_condition(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    plan = plan_phases(config.train, condition_phases(mix.dir, condition), seq_len)
+    plan = plan_phases(config.train, phase_budgets(mix_dir, condition), seq_len)
     micro = micro_batch_size(config.train, ctx.world_size)
 
     def make_loader(phase: str) -> TokenWindowLoader:
         return TokenWindowLoader(
-            mix.dir,
+            mix_dir,
             condition,
             phase,
             batch_size=micro,
@@ -170,7 +164,7 @@ def train_condition(
         extra_provenance={"experiment": config.name},
     )
     validation = validation_windows(
-        mix.dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows
+        mix_dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows
     )
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu":  # the same thread count on every machine, the same weights

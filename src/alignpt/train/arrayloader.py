@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from alignpt.errors import UserError
+from alignpt.seeds import epoch_rng
 
 
 class ArrayWindowLoader:
@@ -54,9 +55,7 @@ class ArrayWindowLoader:
         if self.next_batch >= self.batches_per_epoch:
             self.epoch, self.next_batch = self.epoch + 1, 0
         if self._order_epoch != self.epoch:
-            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(
-                len(self.windows)
-            )
+            self._order = epoch_rng(self.seed, self.epoch).permutation(len(self.windows))
             self._order_epoch = self.epoch
         first = self.next_batch * self.global_batch + self.rank * self.batch_size
         rows = self._order[first : first + self.batch_size]

@@ -19,31 +19,16 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils.logging import disable_progress_bar
 
 from alignpt.errors import UserError
-from alignpt.fileio import atomic_path, write_json_atomic
+from alignpt.fileio import atomic_path
+from alignpt.modeldir import save_model_dir
 
-PROVENANCE = "alignpt.json"
 STATE_PT = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Fields of the run a checkpoint must share with the run that resumes from it.
 IDENTITY_FIELDS = ("condition", "preset", "seed", "mix_manifest_hash", "train_hash", "world_size")
-
-
-def save_model_dir(
-    dest: Path,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    provenance: dict[str, Any],
-    state_dict: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """Write an HF model directory (safetensors + tokenizer + ``alignpt.json``) at ``dest``."""
-    disable_progress_bar()  # transformers' per-shard bar would break our own progress line
-    model.save_pretrained(dest, state_dict=state_dict)
-    tokenizer.save_pretrained(dest)
-    write_json_atomic(dest / PROVENANCE, provenance)
 
 
 def write_checkpoint(

@@ -29,6 +29,7 @@ from alignpt.config import TrainConfig
 from alignpt.errors import UserError
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
+from alignpt.layout import FINAL_MODEL
 from alignpt.train import checkpoint as ckpt
 from alignpt.train.chunked_loss import ChunkedLossLM
 from alignpt.train.distributed import DistContext, barrier, mean_across_ranks, wrap_model
@@ -36,7 +37,7 @@ from alignpt.train.flops import flops_per_token, mfu, peak_flops
 from alignpt.train.schedule import PhasePlan, make_scheduler, micro_batch_size, tokens_per_step
 
 METRICS = "metrics.jsonl"
-FINAL = "final"
+FINAL = FINAL_MODEL
 
 
 class WindowLoader(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,15 +38,19 @@ def micro_batch_size(train: TrainConfig, world_size: int) -> int:
     return train.batch_size // parts
 
 
-def plan_phases(train: TrainConfig, phases: list[str], seq_len: int) -> list[PhasePlan]:
-    """Steps per phase: ``train.tokens`` of pretraining, its final ``late_fraction`` read from
-    the ``late`` stream when the condition has one, then ``finetune_tokens`` if present."""
+def plan_phases(train: TrainConfig, budgets: Mapping[str, int], seq_len: int) -> list[PhasePlan]:
+    """Steps per phase from the mix plan's token budgets (``alignpt.mixdir.phase_budgets``).
+
+    Pretraining (its ``pretrain`` and ``late`` streams together) takes ``ceil(tokens / step)``
+    steps, of which the ``late`` stream gets its budget's share, rounded; ``finetune`` follows.
+    """
     per_step = tokens_per_step(train, seq_len)
-    pretrain_steps = max(1, math.ceil(train.tokens / per_step))
+    pretrain_tokens = budgets["pretrain"] + budgets.get("late", 0)
+    pretrain_steps = max(1, math.ceil(pretrain_tokens / per_step))
     plan: list[PhasePlan] = []
-    late_steps = round(pretrain_steps * train.late_fraction) if "late" in phases else 0
+    late_steps = round(budgets["late"] / per_step) if "late" in budgets else 0
     late_steps = min(late_steps, pretrain_steps - 1)
-    if "late" in phases and late_steps == 0:  # the condition's late documents would go unread
+    if "late" in budgets and late_steps == 0:  # the condition's late documents would go unread
         raise UserError(
             f"train.late_fraction: {train.late_fraction} of {pretrain_steps} pretraining steps "
             "gives 0 late steps; raise train.tokens or train.late_fraction"
@@ -53,8 +58,8 @@ def plan_phases(train: TrainConfig, phases: list[str], seq_len: int) -> list[Pha
     plan.append(PhasePlan("pretrain", pretrain_steps - late_steps))
     if late_steps:
         plan.append(PhasePlan("late", late_steps))
-    if "finetune" in phases and train.finetune_tokens:
-        plan.append(PhasePlan("finetune", max(1, math.ceil(train.finetune_tokens / per_step))))
+    if budgets.get("finetune"):
+        plan.append(PhasePlan("finetune", max(1, math.ceil(budgets["finetune"] / per_step))))
     return plan
 
 

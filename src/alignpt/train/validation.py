@@ -44,7 +44,7 @@ def validation_windows(
     Reads documents in shard order and stops as soon as every class has enough unseen
     tokens, so memory and time stay bounded on large mixes.
     """
-    from alignpt.mix.shards import Shard  # the mix area's shard reader
+    from alignpt.shards import Shard  # the mix area's shard reader
 
     window = seq_len + 1
     need = n_windows * window

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from alignpt.completion import prepare_output_dir
 from alignpt.config import GenerateSpec, LLMSpec
 from alignpt.documents import Document, DocumentWriter
 from alignpt.errors import UserError
@@ -31,7 +32,6 @@ from alignpt.executors import build_executor, check_executor
 from alignpt.fileio import (
     atomic_path,
     build_manifest,
-    prepare_output_dir,
     sha256_json,
     write_json_atomic,
 )

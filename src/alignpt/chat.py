@@ -97,7 +97,7 @@ def require_generation_blocks(tokenizer: PreTrainedTokenizerBase, where: str) ->
         raise UserError(
             f"{where}: its chat template has no {{% generation %}} blocks, so assistant tokens "
             "cannot be told apart for the loss; use a model post-trained by alignpt or "
-            "replace the template (alignpt.posttrain.chat.install_chat_template)"
+            "replace the template (alignpt.chat.install_chat_template)"
         )
 
 

@@ -1,4 +1,8 @@
-"""Reading and writing HF model directories for post-training, with provenance checks."""
+"""The model directory: an HF causal-LM directory plus ``alignpt.json`` (its provenance).
+
+One module loads, saves and describes model directories for every stage: training writes
+them, post-training reads and writes them, evaluation and sampling read them.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils.logging import disable_progress_bar
 
+from alignpt.chat import install_chat_template, require_chat_template
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, sha256_json, write_json_atomic
-from alignpt.posttrain.chat import install_chat_template, require_chat_template
-from alignpt.train.checkpoint import PROVENANCE, save_model_dir
+
+PROVENANCE = "alignpt.json"
 
 
 @dataclass
@@ -29,6 +36,20 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     path: Path
     provenance: dict[str, Any]
+
+
+def save_model_dir(
+    dest: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    provenance: dict[str, Any],
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write an HF model directory (safetensors + tokenizer + ``alignpt.json``) at ``dest``."""
+    disable_progress_bar()  # transformers' per-shard bar would break our own progress line
+    model.save_pretrained(dest, state_dict=state_dict)
+    tokenizer.save_pretrained(dest)
+    write_json_atomic(dest / PROVENANCE, provenance)
 
 
 def default_device() -> torch.device:
@@ -58,6 +79,45 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         raise UserError(f"{path}: cannot load a tokenizer ({first})") from None
 
 
+def _load_checked(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer of ``path`` in float32, or one clear line saying what is wrong."""
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model directory (no config.json)")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{path}: model directory has no tokenizer (tokenizer.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot load model/tokenizer ({reason})") from None
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # a token id past the table would fail deep inside a forward
+        raise UserError(
+            f"{path}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
+            f"{rows} rows; the tokenizer does not belong to this model"
+        )
+    return model, tokenizer
+
+
+def load_model(
+    model_dir: str | Path, device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a model directory and its tokenizer for inference, in eval mode (float32)."""
+    model, tokenizer = _load_checked(Path(model_dir))
+    model.to(device or default_device()).eval()
+    return model, tokenizer
+
+
+def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token lm-eval conditions on when the context is empty (BOS, else EOS)."""
+    if tokenizer.bos_token_id is not None:
+        return tokenizer.bos_token_id
+    if tokenizer.eos_token_id is None:
+        raise UserError("tokenizer has neither a BOS nor an EOS token")
+    return tokenizer.eos_token_id
+
+
 def load_model_dir(
     path: str | Path,
     *,
@@ -65,32 +125,19 @@ def load_model_dir(
     add_chat_template: bool = False,
     device: torch.device | None = None,
 ) -> LoadedModel:
-    """Load a causal LM directory for post-training or chat evaluation.
+    """Load a model directory for training on (post-training, adversarial finetuning).
 
     ``chat=True`` requires a chat template on the tokenizer (one clear line otherwise) unless
-    ``add_chat_template`` installs alignpt's. The tokenizer must fit the model's embeddings.
+    ``add_chat_template`` installs alignpt's. A tokenizer without padding pads with EOS.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise UserError(f"{path}: not a model directory (no config.json)")
-    tokenizer = load_tokenizer(path)
+    model, tokenizer = _load_checked(path)
     if add_chat_template and not tokenizer.chat_template:
         install_chat_template(tokenizer)
     if chat:
         require_chat_template(tokenizer, str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot load the model ({first})") from None
-    embeddings = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > embeddings:
-        raise UserError(
-            f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding holds "
-            f"{embeddings}; the model was trained with a different tokenizer"
-        )
     model.to(device or default_device())
     return LoadedModel(model, tokenizer, path, read_provenance(path))
 

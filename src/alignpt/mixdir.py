@@ -1,4 +1,8 @@
-"""Deterministic, resumable, rank-sharded token windows over a condition's phase plan.
+"""A built mix directory: its condition plans, and the token windows training reads from it.
+
+The mix stage writes ``mix/``; training reads it through this module only.
+
+Deterministic, resumable, rank-sharded token windows over a condition's phase plan.
 
 Each epoch orders the phase's document entries with ``default_rng([seed, epoch])``
 (chronological sources keep their era order, interleaved at random with the rest),
@@ -12,20 +16,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from alignpt.errors import UserError
-from alignpt.mix.plan import PLAN_ARRAYS
-from alignpt.mix.shards import Shard
+from alignpt.fileio import manifest_content_hash
+from alignpt.seeds import epoch_rng
+from alignpt.shards import Shard
+
+if TYPE_CHECKING:  # torch loads with the loader only, so ``alignpt plan`` stays torch-free
+    import torch
 
 STATE_VERSION = 1
+PLAN_ARRAYS = ("source", "doc", "era")  # the arrays of one phase plan, saved as .npy
 
 
 def phase_dir(mix_dir: Path, condition: str, phase: str) -> Path:
     return Path(mix_dir) / "conditions" / condition / phase
+
+
+def phase_budgets(mix_dir: Path, condition: str) -> dict[str, int]:
+    """Token budget of each phase of ``condition``, in training order, from its plans."""
+    return {
+        phase: json.loads((phase_dir(mix_dir, condition, phase) / "plan.json").read_text())[
+            "budget_tokens"
+        ]
+        for phase in condition_phases(mix_dir, condition)
+    }
 
 
 def condition_phases(mix_dir: Path, condition: str) -> list[str]:
@@ -48,7 +66,7 @@ def epoch_order(
     to its entries in era order, so that source's documents run oldest to newest while
     staying spread through the whole stream.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = epoch_rng(seed, epoch)
     keys = rng.random(len(source))
     for index, chrono in enumerate(chronological):
         if not chrono:
@@ -144,6 +162,8 @@ class TokenWindowLoader:
             mask = source == index_source
             if mask.any():
                 out[mask] = tokens[address[mask]]
+        import torch
+
         return torch.from_numpy(out.reshape(self.batch_size, self.window))
 
     def __iter__(self) -> TokenWindowLoader:
@@ -180,3 +200,17 @@ class TokenWindowLoader:
                 )
         self.epoch = int(state["epoch"])
         self.next_batch = int(state["next_batch"])
+
+
+def tokenizer_dir(mix_dir: Path) -> Path:
+    """The shared tokenizer every shard of the mix was made with."""
+    return Path(mix_dir) / "tokenizer"
+
+
+def manifest_sha256(mix_dir: Path) -> str:
+    """The "mix manifest hash" recorded in trained models' provenance.
+
+    Hashes the manifest's content without run-specific fields (timings, argv), so an
+    identical rebuild gives the same hash and identical runs give identical provenance.
+    """
+    return manifest_content_hash(Path(mix_dir))

@@ -7,7 +7,6 @@ shared by the observed and unobserved variants of one scenario) and ``metadata``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alignpt.config import format_validation_error
 from alignpt.errors import UserError
-from alignpt.fileio import atomic_path
+from alignpt.fileio import atomic_path, read_jsonl
 
 
 class EvalItem(BaseModel):
@@ -56,34 +55,20 @@ def read_items(path: str | Path) -> list[EvalItem]:
     items: list[EvalItem] = []
     first_seen: dict[str, str] = {}
     for file in files:
-        with open(file, encoding="utf-8", errors="strict") as handle:
-            try:
-                for lineno, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    where = f"{file}:{lineno}"
-                    item = _parse_item(line, where)
-                    if item.id in first_seen:  # scored twice, it would count as two items
-                        raise UserError(
-                            f"{where}: duplicate item id '{item.id}' (first at "
-                            f"{first_seen[item.id]})"
-                        )
-                    first_seen[item.id] = where
-                    items.append(item)
-            except UnicodeDecodeError:
-                raise UserError(f"{file}: not valid UTF-8") from None
+        for where, record in read_jsonl(file):
+            item = _parse_item(record, where)
+            if item.id in first_seen:  # scored twice, it would count as two items
+                raise UserError(
+                    f"{where}: duplicate item id '{item.id}' (first at {first_seen[item.id]})"
+                )
+            first_seen[item.id] = where
+            items.append(item)
     if not items:
         raise UserError(f"{path}: holds no eval items")
     return items
 
 
-def _parse_item(line: str, where: str) -> EvalItem:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a JSON object")
+def _parse_item(data: dict, where: str) -> EvalItem:
     try:
         return EvalItem.model_validate(data)
     except ValidationError as exc:
