@@ -168,20 +168,18 @@ def check_output_file(path: Path, *, force: bool, option: str = "--out") -> None
         raise UserError(f"{option} {path}: is a directory; give a file path")
     if path.exists() and not force:
         raise UserError(f"{option} {path}: already exists; pass --force to replace it")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{option} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: {parent} is not writable")
+    _check_creatable(path, path.parent, option)
 
 
 def check_output_dir(path: Path, *, option: str = "--out") -> None:
     """Before any work: ``path`` is, or can be created as, a writable directory."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path}: exists and is not a directory")
-    parent = path
+    _check_creatable(path, path, option)
+
+
+def _check_creatable(path: Path, parent: Path, option: str) -> None:
+    """The nearest existing ancestor of ``parent`` is a writable directory."""
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():

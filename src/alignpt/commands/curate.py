@@ -10,26 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
+from alignpt.commands.options import group_defaulting_to
 from alignpt.config import CurateSpec, load_yaml, parse_model
 
-
-class _RunByDefault(TyperGroup):
-    """``alignpt curate INPUT ...`` is ``alignpt curate run INPUT ...``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 curate_app = typer.Typer(
-    cls=_RunByDefault,
+    cls=group_defaulting_to("run"),
     help=(
         "Detect AI discourse and stance in a corpus (blocklist + classifier) and filter, "
         "upsample, tag or disclose, as datatrove pipelines.\n\n`alignpt curate INPUT --out DIR "

@@ -5,28 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
 
+from alignpt.commands.options import group_defaulting_to
 from alignpt.config import load_experiment
 
-
-class _BuildByDefault(TyperGroup):
-    """A group whose first argument, when it is not a sub-command, goes to ``build``.
-
-    So ``alignpt mix CONFIG`` builds and ``alignpt mix inspect CONFIG`` inspects.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["build", *args]
-        return super().parse_args(ctx, args)
-
-
 mix_app = typer.Typer(
-    cls=_BuildByDefault,
+    cls=group_defaulting_to("build"),
     help=(
         "Build the tokenizer, token shards and condition plans of an experiment; inspect them."
         "\n\n`alignpt mix CONFIG` builds (same as `alignpt mix build CONFIG`); "

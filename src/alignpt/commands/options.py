@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperGroup
 
 from alignpt.errors import ConfigError
 
@@ -35,3 +37,18 @@ def stage_defaults(field: str, models: dict[str, type[BaseModel]]) -> str:
         for name, cls in models.items()
         if field in cls.model_fields
     )
+
+
+def group_defaulting_to(command: str) -> type[TyperGroup]:
+    """A command group whose first argument, when it is not a sub-command, goes to ``command``.
+
+    So ``alignpt mix CONFIG`` is ``alignpt mix build CONFIG``.
+    """
+
+    class DefaultingGroup(TyperGroup):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            if args and not args[0].startswith("-") and args[0] not in self.commands:
+                args = [command, *args]
+            return super().parse_args(ctx, args)
+
+    return DefaultingGroup

@@ -35,7 +35,7 @@ from alignpt.mix.plan import phase_budgets, stream_shares, stream_sources
 from alignpt.shards import token_size_for
 from alignpt.train.flops import PLAN_GPUS, compute_params, flops_per_token
 from alignpt.train.presets import ModelShape, model_shape
-from alignpt.train.schedule import PhasePlan, plan_phases, tokens_per_step
+from alignpt.train.schedule import PhasePlan, micro_batch_size, plan_phases, tokens_per_step
 
 GIB = 2**30
 FLOPS_FORMULA = "6·N_matmul + 12·L·d·s per token (PaLM appendix B)"
@@ -117,18 +117,6 @@ def memory_per_gpu(
     return {"ddp": ddp, "fsdp": fsdp}
 
 
-def micro_batch(config: ExperimentConfig, gpus: int) -> int:
-    """Sequences per GPU per micro-step (the same split rule as ``train.schedule``)."""
-    train = config.train
-    parts = gpus * train.grad_accum
-    if train.batch_size % parts:
-        raise UserError(
-            f"train.batch_size: {train.batch_size} does not split into {gpus} GPU(s) "
-            f"x {train.grad_accum} accumulation step(s) (plan.gpus / --gpus)"
-        )
-    return train.batch_size // parts
-
-
 def phase_shares(
     config: ExperimentConfig, cname: str, phase: str, budgets: dict[str, int]
 ) -> dict[str, float]:
@@ -177,7 +165,7 @@ def build_plan(
     per_token = flops_per_token(shape, seq_len)
     gpu = PLAN_GPUS[plan.gpu]
     achieved = gpu["peak_flops"] * plan.mfu
-    micro = micro_batch(config, plan.gpus)
+    micro = micro_batch_size(config.train, plan.gpus, unit="GPU(s)", hint=" (plan.gpus / --gpus)")
     per_step = tokens_per_step(config.train, seq_len)
     checkpoint_bytes = 12 * params["total"]
     seeds = list(config.train.seeds)

@@ -8,8 +8,7 @@ Names load on first use (PEP 562), so ``mix.plan`` and ``mix.shards`` import wit
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from alignpt.lazy import lazy_exports
 
 _EXPORTS = {
     "MixResult": "alignpt.mix.build",
@@ -19,7 +18,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'alignpt.mix' has no attribute {name!r}")
+__getattr__ = lazy_exports("alignpt.mix", _EXPORTS)

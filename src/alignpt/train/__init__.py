@@ -10,8 +10,7 @@ Names load on first use (PEP 562), so torch-free helpers such as ``train.flops``
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from alignpt.lazy import lazy_exports
 
 _EXPORTS = {
     "PRESETS": "alignpt.train.presets",
@@ -23,7 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'alignpt.train' has no attribute {name!r}")
+__getattr__ = lazy_exports("alignpt.train", _EXPORTS)

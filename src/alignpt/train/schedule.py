@@ -27,13 +27,15 @@ def tokens_per_step(train: TrainConfig, seq_len: int) -> int:
     return train.batch_size * seq_len
 
 
-def micro_batch_size(train: TrainConfig, world_size: int) -> int:
+def micro_batch_size(
+    train: TrainConfig, world_size: int, *, unit: str = "rank(s)", hint: str = ""
+) -> int:
     """Sequences per rank per micro-step; the global batch must split evenly."""
     parts = world_size * train.grad_accum
     if train.batch_size % parts:
         raise UserError(
-            f"train.batch_size: {train.batch_size} does not split into {world_size} rank(s) "
-            f"x {train.grad_accum} accumulation step(s)"
+            f"train.batch_size: {train.batch_size} does not split into {world_size} {unit} "
+            f"x {train.grad_accum} accumulation step(s){hint}"
         )
     return train.batch_size // parts
 
