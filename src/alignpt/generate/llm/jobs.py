@@ -7,6 +7,7 @@ requests for the same document without passing prompts around.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,19 @@ class Job:
     model: str
     sampling: dict[str, Any]
 
-    def draft_body(self) -> dict[str, Any]:
+    @functools.cached_property
+    def _draft(self) -> tuple[dict[str, Any], str]:
         prompt = self.template.render(self.fields)
-        return request_body(self.model, [{"role": "user", "content": prompt}], self.sampling)
+        body = request_body(self.model, [{"role": "user", "content": prompt}], self.sampling)
+        return body, request_key(body)
+
+    def draft_body(self) -> dict[str, Any]:
+        """The draft request (rendered once per job; callers must not mutate it)."""
+        return self._draft[0]
+
+    @property
+    def draft_key(self) -> str:
+        return self._draft[1]
 
     def critique_body(self, draft: str) -> dict[str, Any]:
         assert self.critique is not None
@@ -86,8 +97,21 @@ class JobFactory:
 
     def resolve(self, job: Job, store: RequestStore) -> list[Completion] | None:
         """The cached completions of ``job`` (draft, then revision), or None if any is missing."""
-        draft = store.get(request_key(job.draft_body()))
-        if draft is None or job.critique is None or not self.needs_revision(draft):
-            return None if draft is None else [draft]
-        revised = store.get(request_key(job.critique_body(draft.text)))
-        return None if revised is None else [draft, revised]
+        return self.resolve_many([job], store)[0]
+
+    def resolve_many(self, jobs: list[Job], store: RequestStore) -> list[list[Completion] | None]:
+        """``resolve`` for many jobs, with one cache query per 500 keys per request kind."""
+        drafts = store.get_many([job.draft_key for job in jobs])
+        out: list[list[Completion] | None] = []
+        revisions: dict[int, str] = {}
+        for position, job in enumerate(jobs):
+            draft = drafts.get(job.draft_key)
+            out.append(None if draft is None else [draft])
+            if draft is not None and job.critique is not None and self.needs_revision(draft):
+                revisions[position] = request_key(job.critique_body(draft.text))
+        if revisions:
+            revised = store.get_many(list(revisions.values()))
+            for position, key in revisions.items():
+                completion = revised.get(key)
+                out[position] = None if completion is None else [*out[position], completion]
+        return out

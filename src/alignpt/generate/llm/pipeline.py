@@ -25,7 +25,9 @@ from datatrove.pipeline.writers import JsonlWriter
 from alignpt.config import GenerateSpec, LLMSpec
 from alignpt.generate.llm.cache import Completion, RequestStore, prompt_sha256, request_key
 from alignpt.generate.llm.endpoint import RetryingEndpoint
+from alignpt.generate.llm.gate import gate_features
 from alignpt.generate.llm.jobs import JobFactory
+from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
 
 RECORDS_PER_CHUNK = 500  # datatrove checkpoint chunk: records replayed after a kill
@@ -74,8 +76,14 @@ class RequestFailed(Exception):
     """A request that failed for good (after retries), or returned nothing usable."""
 
 
-async def _complete(generate: Callable, store: RequestStore, body: dict[str, Any]) -> Completion:
-    key = request_key(body)
+async def _complete(
+    generate: Callable,
+    store: RequestStore,
+    body: dict[str, Any],
+    options: list[str],
+    key: str | None = None,
+) -> Completion:
+    key = key or request_key(body)
     cached = store.get(key)
     if cached is not None:
         return cached
@@ -86,11 +94,16 @@ async def _complete(generate: Callable, store: RequestStore, body: dict[str, Any
     if not result.text.strip():
         raise RequestFailed("empty completion")
     usage = result.usage or {}
+    # computed here, while the task waits on the network, so assembly does not tokenise
+    # and hash every text again
+    minhash, features = gate_features(result.text, options)
     completion = Completion(
         text=result.text,
         finish_reason=result.finish_reason,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
+        minhash=minhash,
+        gate=features,
     )
     store.put(key, prompt_sha256(body["messages"]), completion)
     return completion
@@ -102,9 +115,10 @@ async def generate_document(
     """datatrove rollout: the document's draft (and revision) into the cache; a status record."""
     job = jobs.job(document.metadata["index"])
     try:
-        draft = await _complete(generate, store, job.draft_body())
+        options = option_texts(job.fields)
+        draft = await _complete(generate, store, job.draft_body(), options, job.draft_key)
         if job.critique is not None and jobs.needs_revision(draft):
-            await _complete(generate, store, job.critique_body(draft.text))
+            await _complete(generate, store, job.critique_body(draft.text), options)
     except RequestFailed as exc:
         return {"status": "failed", "error": str(exc)}
     return {"status": "ok"}

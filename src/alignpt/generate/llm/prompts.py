@@ -9,6 +9,7 @@ changes whenever the text the model sees could change.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,32 @@ class Template:
             raise UserError(f"prompt template '{self.name}': {exc.message}") from None
 
 
+@functools.lru_cache(maxsize=16)
+def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    """One Jinja environment per search path and process, so templates compile once.
+
+    Jinja's ``auto_reload`` (on by default) recompiles a template whose file changed.
+    """
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(search_path)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _included(env: jinja2.Environment, name: str, source: str) -> tuple[str, ...]:
+    """Names of the templates ``source`` includes (parsed once per source text)."""
+    try:
+        found = jinja2.meta.find_referenced_templates(env.parse(source))
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"prompt template '{name}' line {exc.lineno}: {exc.message}") from None
+    return tuple(sorted(n for n in found if n))
+
+
 class PromptLibrary:
     """The templates of one run (package files, overridden by ``prompts_dir``)."""
 
@@ -47,15 +74,8 @@ class PromptLibrary:
             override = Path(prompts_dir)
             if not override.is_dir():
                 raise UserError(f"llm.prompts_dir: {override} is not a directory")
-            paths.insert(0, override)
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(p) for p in paths]),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
+            paths.insert(0, override.resolve())
+        self._env = _environment(tuple(str(p) for p in paths))
         self._cache: dict[str, Template] = {}
 
     def _source(self, name: str) -> str:
@@ -72,12 +92,8 @@ class PromptLibrary:
             return []
         seen.add(name)
         source = self._source(name)
-        try:
-            included = jinja2.meta.find_referenced_templates(self._env.parse(source))
-        except jinja2.TemplateSyntaxError as exc:
-            raise UserError(f"prompt template '{name}' line {exc.lineno}: {exc.message}") from None
         out = [f"{name}\0{source}"]
-        for child in sorted(n for n in included if n):
+        for child in _included(self._env, name, source):
             out += self._sources(child, seen)
         return out
 
