@@ -39,14 +39,26 @@ class Template:
             raise UserError(f"prompt template '{self.name}': {exc.message}") from None
 
 
-@functools.lru_cache(maxsize=16)
-def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
-    """One Jinja environment per search path and process, so templates compile once.
+def _stamp(search_path: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """Every template file's path, mtime and size: a new stamp means a new environment."""
+    files = sorted(p for d in search_path for p in Path(d).rglob("*") if p.is_file())
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
 
-    Jinja's ``auto_reload`` (on by default) recompiles a template whose file changed.
+
+def environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    """The Jinja environment of ``search_path``, compiled templates kept while files are unchanged.
+
+    Checked once per ``PromptLibrary`` rather than by Jinja's ``auto_reload`` on every render
+    (two ``stat`` calls per include per document).
     """
+    return _environment(search_path, _stamp(search_path))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(search_path: tuple[str, ...], stamp: tuple) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(list(search_path)),
+        auto_reload=False,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -75,7 +87,7 @@ class PromptLibrary:
             if not override.is_dir():
                 raise UserError(f"llm.prompts_dir: {override} is not a directory")
             paths.insert(0, override.resolve())
-        self._env = _environment(tuple(str(p) for p in paths))
+        self._env = environment(tuple(str(p) for p in paths))
         self._cache: dict[str, Template] = {}
 
     def _source(self, name: str) -> str:
