@@ -39,6 +39,7 @@ from alignpt.generate.llm.cache import Completion, RequestStore
 from alignpt.generate.llm.endpoint import api_key, probe
 from alignpt.generate.llm.gate import Gate, stored_overlap
 from alignpt.generate.llm.jobs import Job, JobFactory
+from alignpt.generate.llm.prompts import prompts_fingerprint
 from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
 
@@ -92,6 +93,7 @@ def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> d
         "seed": seed,
         "source": source,
         "backend": GENERATOR,
+        "prompts_sha256": prompts_fingerprint(spec.llm.prompts_dir, world),
     }
 
 

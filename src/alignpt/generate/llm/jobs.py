@@ -62,7 +62,7 @@ class JobFactory:
         self.seed = seed
         self.source = source
         self.plan: Plan = make_plan(spec, world, seed=seed, source=source)
-        self.library = PromptLibrary(self.llm.prompts_dir)
+        self.library = PromptLibrary(self.llm.prompts_dir, world)
 
     @property
     def n(self) -> int:
