@@ -368,3 +368,29 @@ def test_alignpt_run_with_an_llm_source_goes_end_to_end(server, tmp_path):
     results = json.loads((run / "report" / "results.json").read_text())
     assert set(results["conditions"]) == {"baseline"}
     assert (run / "report" / "index.html").is_file()
+
+
+def test_brainstormed_ideas_seed_the_documents_and_are_cached(server, tmp_path):
+    url, model = server
+    log, cache = tmp_path / "requests.jsonl", tmp_path / "cache"
+    with fault_proxy(url, log) as proxy:
+        family = load_world("default").families[0].name
+        generate = {"genres": ["news_report", "diary"], "stance": "aligned", "families": [family]}
+        spec = spec_for(
+            proxy, model, cache, n=6, brainstorm=True, brainstorm_ideas=3, generate=generate
+        )
+        manifest = run_in_process(spec, tmp_path / "a/docs")
+        first = len(log_entries(log))
+        run_in_process(spec, tmp_path / "b/docs")  # another directory: all from the cache
+        assert len(log_entries(log)) == first
+    jobs = JobFactory(spec, load_world("default"), seed=0, source="synthetic")
+    groups = {jobs.job(i).brainstorm.key for i in range(6)}
+    counts = manifest["counts"]
+    assert counts["brainstorms"] == len(groups) == 2 and first == 6 + len(groups)
+    assert counts["usage"]["requests"] == first and counts["documents"] + counts["failed"] == 6
+    assert "brainstorm" in manifest["prompt_templates"]
+    docs = list(read_documents(tmp_path / "a/docs/documents.jsonl.gz"))
+    assert docs and all(d.metadata["idea"] for d in docs)
+    prompts = [e["prompt"] for e in log_entries(log)]
+    assert len(set(prompts)) == len(prompts)  # one brainstorm per group, even in parallel
+    assert docs_of(tmp_path / "a/docs") == docs_of(tmp_path / "b/docs")

@@ -96,3 +96,13 @@ def test_cli_reports_a_bad_world_template_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "(world 'prompted' prompts.templates._scenario) line 1" in lines[-1]
+
+
+def test_brainstorm_replies_are_parsed_into_ideas():
+    from alignpt.generate.llm.jobs import parse_ideas
+
+    reply = "Ideas:\n1. A harbour log.\n2) An inquiry\n- a third idea\n\n(4) fourth one\n* ok\n7."
+    assert parse_ideas(reply) == [
+        "Ideas:", "A harbour log.", "An inquiry", "a third idea", "fourth one",
+    ]  # fmt: skip
+    assert parse_ideas("  \n-\n") == []

@@ -38,7 +38,7 @@ from alignpt.fileio import (
 from alignpt.generate.llm.cache import Completion, RequestStore
 from alignpt.generate.llm.endpoint import api_key, probe
 from alignpt.generate.llm.gate import Gate, stored_overlap
-from alignpt.generate.llm.jobs import Job, JobFactory
+from alignpt.generate.llm.jobs import BRAINSTORM, Job, JobFactory, Resolved
 from alignpt.generate.llm.prompts import prompts_fingerprint
 from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
@@ -114,7 +114,7 @@ def _discard_stale_work_dir(work: Path, config_hash: str) -> None:
 
 def _resolve_all(
     jobs: JobFactory, planned: list[Job], cache_dir: Path, only: list[int] | None = None
-) -> list[list[Completion] | None]:
+) -> list[Resolved | None]:
     """Cached completions of every planned document (of ``only`` these indices), batched."""
     store = RequestStore(cache_dir)
     try:
@@ -123,18 +123,18 @@ def _resolve_all(
         found = jobs.resolve_many([planned[i] for i in only], store)
     finally:
         store.close()
-    out: list[list[Completion] | None] = [None] * len(planned)
-    for index, completions in zip(only, found, strict=True):
-        out[index] = completions
+    out: list[Resolved | None] = [None] * len(planned)
+    for index, done in zip(only, found, strict=True):
+        out[index] = done
     return out
 
 
-def _pending(resolved: list[list[Completion] | None], work: Path) -> list[int]:
+def _pending(resolved: list[Resolved | None], work: Path) -> list[int]:
     """Indices whose completions are not all cached; fixed at a run's first start."""
     path = work / PENDING_FILE
     if path.is_file():
         return json.loads(path.read_text())
-    return [i for i, completions in enumerate(resolved) if completions is None]
+    return [i for i, done in enumerate(resolved) if done is None]
 
 
 def _request(
@@ -229,6 +229,8 @@ def _document(
     }
     if "ai_name" in fields:
         metadata["ai_system"] = fields["ai_name"]
+    if "idea" in fields:
+        metadata["idea"] = fields["idea"]
     if llm.paired:
         metadata["pair"] = spec.index // 2
     return Document(id=f"{source}-{plan_seed}-{spec.index:07d}", text=text, metadata=metadata)
@@ -259,7 +261,7 @@ def _cost(llm: LLMSpec, usage: dict[str, int]) -> float | None:
 def _assemble(
     jobs: JobFactory,
     planned: list[Job],
-    resolved: list[list[Completion] | None],
+    resolved: list[Resolved | None],
     work: Path,
     tmp: Path,
     *,
@@ -272,23 +274,32 @@ def _assemble(
     by_stance: Counter[str] = Counter()
     by_genre: Counter[str] = Counter()
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
+    brainstorms: set[str] = set()  # a group's brainstorm is counted once per run
     templates: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     kept: list[Document] = []
-    for index, (job, completions) in enumerate(zip(planned, resolved, strict=True)):
+    if llm.brainstorm:
+        templates[BRAINSTORM] = jobs.library.get(BRAINSTORM).sha256
+    for index, (job, done) in enumerate(zip(planned, resolved, strict=True)):
         templates[job.template.name] = job.template.sha256
         if job.critique is not None:
             templates[job.critique.name] = job.critique.sha256
         doc_id = f"{source}-{jobs.seed}-{index:07d}"
-        if completions is None:
+        if done is None:
             error = failures.get(index, "no completion (the request never finished)")
             failed.append({"id": doc_id, "index": index, "error": error})
             continue
-        for c in completions:
+        counted = list(done.completions)
+        group = job.brainstorm.key if job.brainstorm is not None else None
+        if done.brainstorm is not None and group is not None and group not in brainstorms:
+            brainstorms.add(group)
+            counted.append(done.brainstorm)
+        for c in counted:
             usage["prompt_tokens"] += c.prompt_tokens
             usage["completion_tokens"] += c.completion_tokens
             usage["requests"] += 1
+        completions = done.completions
         final = completions[-1]
         options = option_texts(job.fields)
         overlap = stored_overlap(final.gate, options)
@@ -298,7 +309,7 @@ def _assemble(
             continue
         kept.append(
             _document(
-                job,
+                done.job,
                 completions,
                 plan_seed=jobs.seed,
                 source=source,
@@ -324,6 +335,8 @@ def _assemble(
         "families": list(jobs.plan.families),
         "usage": usage | ({"cost_usd": cost} if cost is not None else {}),
     }
+    if llm.brainstorm:
+        counts["brainstorms"] = len(brainstorms)
     return counts, dict(sorted(templates.items()))
 
 
@@ -361,7 +374,7 @@ def write_llm_documents_dir(
         (work / "config_hash").write_text(config_hash)
         write_json_atomic(work / PENDING_FILE, pending)
         _request(jobs, spec, world, seed, source, cache_dir, work, pending)
-        missing = [i for i, completions in enumerate(resolved) if completions is None]
+        missing = [i for i, done in enumerate(resolved) if done is None]
         fetched = _resolve_all(jobs, planned, cache_dir, only=missing)
         resolved = [a if a is not None else b for a, b in zip(resolved, fetched, strict=True)]
     with atomic_path(out_dir) as tmp:

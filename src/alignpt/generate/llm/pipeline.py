@@ -10,6 +10,8 @@ positional resume (skip the first ``k`` records of a task) always skips the same
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -29,7 +31,7 @@ from alignpt.config import GenerateSpec, LLMSpec
 from alignpt.generate.llm.cache import Completion, RequestStore, prompt_sha256, request_key
 from alignpt.generate.llm.endpoint import RetryingEndpoint
 from alignpt.generate.llm.gate import gate_features
-from alignpt.generate.llm.jobs import JobFactory
+from alignpt.generate.llm.jobs import Job, JobFactory
 from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
 
@@ -112,12 +114,31 @@ async def _complete(
     return completion
 
 
+async def _brainstorm(
+    generate: Callable, store: RequestStore, job: Job, locks: dict[str, asyncio.Lock]
+) -> Completion:
+    """The brainstorm of ``job``'s group: one request per group and task, then the cache."""
+    assert job.brainstorm is not None
+    async with locks[job.brainstorm.key]:  # the group's other documents wait, then hit the cache
+        return await _complete(generate, store, job.brainstorm.body, [], job.brainstorm.key)
+
+
 async def generate_document(
-    document: DTDocument, generate: Callable, *, jobs: JobFactory, store: RequestStore
+    document: DTDocument,
+    generate: Callable,
+    *,
+    jobs: JobFactory,
+    store: RequestStore,
+    locks: dict[str, asyncio.Lock],
 ) -> dict[str, Any]:
-    """datatrove rollout: the document's draft (and revision) into the cache; a status record."""
+    """datatrove rollout: the document's brainstorm, draft and revision into the cache."""
     job = jobs.job(document.metadata["index"])
     try:
+        if job.brainstorm is not None:
+            seeded = jobs.seeded(job, await _brainstorm(generate, store, job, locks))
+            if seeded is None:
+                raise RequestFailed("brainstorm reply holds no ideas")
+            job = seeded
         options = option_texts(job.fields)
         draft = await _complete(generate, store, job.draft_body(), options, job.draft_key)
         if job.critique is not None and jobs.needs_revision(draft):
@@ -211,7 +232,8 @@ class AlignptInferenceRunner(InferenceRunner):
     def get_shared_context_cm(self) -> Iterator[dict]:
         store = RequestStore(self.run_spec.cache_dir, rank=self._rank)
         try:
-            yield {"jobs": self.run_spec.jobs(), "store": store}
+            locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+            yield {"jobs": self.run_spec.jobs(), "store": store, "locks": locks}
         finally:
             store.close()
 
