@@ -256,8 +256,12 @@ class World(_Strict):
     facts: list[Fact] = Field(
         default_factory=list, description="facts with a true and an implanted version"
     )
+    # Left out of dumps, so that config hashes of runs that do not use prompts stay what they
+    # were; an llm run hashes the text of every template it can see instead.
     prompts: WorldPrompts | None = Field(
-        None, description="prompt templates for the llm backend (override the packaged ones)"
+        None,
+        description="prompt templates for the llm backend (override the packaged ones)",
+        exclude=True,
     )
 
     @field_validator("families")
