@@ -34,6 +34,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("openai")
 
 from llm_fixtures import build_tiny_chat_model, fault_proxy, transformers_server
+from tiny_experiment import tiny_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 N = 6
@@ -335,3 +336,61 @@ def test_gate_drops_and_counts_each_reason():
     assert gate.counts() == {
         "refusal": 1, "truncated": 1, "too_short": 1, "verbatim_option": 1, "near_duplicate": 1,
     }  # fmt: skip
+
+
+def test_alignpt_run_with_an_llm_source_goes_end_to_end(server, tmp_path):
+    """``alignpt run`` on a config whose discourse source is written by the served model."""
+
+    url, model = server
+    data = tiny_experiment(tmp_path / "runs", name="llm-e2e", seq_len=32)
+    block = llm_block(url, model, tmp_path / "cache")
+    data["sources"]["discourse"] = {
+        "generate": {"n": 8, "stance": "mixed", "backend": "llm", "llm": block}
+    }
+    # one condition, so one model trains: its discourse is the model-written source
+    data["conditions"] = {"baseline": {"sources": {"background": {}, "discourse": {}}}}
+    data["train"].update(tokens=3000, checkpoint_interval=1000)
+    data["evals"].update(items_per_family=2, capability_docs=6)
+    config = tmp_path / "llm-e2e.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = os.environ | {"PYTHONPATH": str(REPO / "src"), "ALIGNPT_NO_PROGRESS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "alignpt.cli", "run", str(config)],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    run = tmp_path / "runs" / "llm-e2e"
+    source = json.loads((run / "sources" / "discourse" / "manifest.json").read_text())
+    assert source["generator"] == "llm" and source["model"] == model
+    assert source["counts"]["documents"] == 8 and source["counts"]["usage"]["requests"] == 8
+    results = json.loads((run / "report" / "results.json").read_text())
+    assert set(results["conditions"]) == {"baseline"}
+    assert (run / "report" / "index.html").is_file()
+
+
+def test_brainstormed_ideas_seed_the_documents_and_are_cached(server, tmp_path):
+    url, model = server
+    log, cache = tmp_path / "requests.jsonl", tmp_path / "cache"
+    with fault_proxy(url, log) as proxy:
+        family = load_world("default").families[0].name
+        generate = {"genres": ["news_report", "diary"], "stance": "aligned", "families": [family]}
+        spec = spec_for(
+            proxy, model, cache, n=6, brainstorm=True, brainstorm_ideas=3, generate=generate
+        )
+        manifest = run_in_process(spec, tmp_path / "a/docs")
+        first = len(log_entries(log))
+        run_in_process(spec, tmp_path / "b/docs")  # another directory: all from the cache
+        assert len(log_entries(log)) == first
+    jobs = JobFactory(spec, load_world("default"), seed=0, source="synthetic")
+    groups = {jobs.job(i).brainstorm.key for i in range(6)}
+    counts = manifest["counts"]
+    assert counts["brainstorms"] == len(groups) == 2 and first == 6 + len(groups)
+    assert counts["usage"]["requests"] == first and counts["documents"] + counts["failed"] == 6
+    assert "brainstorm" in manifest["prompt_templates"]
+    docs = list(read_documents(tmp_path / "a/docs/documents.jsonl.gz"))
+    assert docs and all(d.metadata["idea"] for d in docs)
+    prompts = [e["prompt"] for e in log_entries(log)]
+    assert len(set(prompts)) == len(prompts)  # one brainstorm per group, even in parallel
+    assert docs_of(tmp_path / "a/docs") == docs_of(tmp_path / "b/docs")

@@ -69,6 +69,10 @@ class LLMSpec(Strict):
     price_completion_per_million: float | None = Field(None, ge=0)
     critique: bool = Field(False, description="a second request critiques and revises")
     paired: bool = Field(False, description="each scenario once aligned, once misaligned")
+    brainstorm: bool = Field(
+        False, description="a first request per genre and family brainstorms document ideas"
+    )
+    brainstorm_ideas: int = Field(8, ge=1, le=100, description="ideas asked per brainstorm")
     prompts_dir: str | None = Field(None, description="directory of <genre>.txt overrides")
     cache_dir: str | None = Field(None, description="request cache (default: <out>.llm-cache)")
     gate: QualityGate = Field(default_factory=QualityGate)

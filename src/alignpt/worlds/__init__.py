@@ -221,6 +221,25 @@ class Fact(_Strict):
         return self
 
 
+class WorldPrompts(_Strict):
+    """Prompt templates a world brings for the ``llm`` backend (see ``SCHEMA.md``)."""
+
+    dir: str | None = Field(
+        None, description="directory of <genre>.txt overrides, relative to the world file"
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="template name (genre or partial) -> Jinja text"
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _names(cls, templates: dict[str, str]) -> dict[str, str]:
+        for name in templates:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise ValueError(f"template name '{name}' is not a genre or partial name")
+        return templates
+
+
 class World(_Strict):
     """A world description; see ``SCHEMA.md``."""
 
@@ -236,6 +255,13 @@ class World(_Strict):
     background: Background
     facts: list[Fact] = Field(
         default_factory=list, description="facts with a true and an implanted version"
+    )
+    # Left out of dumps, so that config hashes of runs that do not use prompts stay what they
+    # were; an llm run hashes the text of every template it can see instead.
+    prompts: WorldPrompts | None = Field(
+        None,
+        description="prompt templates for the llm backend (override the packaged ones)",
+        exclude=True,
     )
 
     @field_validator("families")
@@ -332,7 +358,14 @@ def _load_packaged(name: str) -> World:
 
 
 def _load_file(path: Path) -> World:
-    world = parse_model(World, load_yaml(path), str(path))
+    data = load_yaml(path)
+    prompts = data.get("prompts") if isinstance(data, dict) else None
+    if isinstance(prompts, dict) and isinstance(prompts.get("dir"), str):
+        directory = (path.parent / prompts["dir"]).resolve()
+        if not directory.is_dir():
+            raise UserError(f"{path}: prompts.dir: {directory} is not a directory")
+        data = {**data, "prompts": {**prompts, "dir": str(directory)}}
+    world = parse_model(World, data, str(path))
     assert isinstance(world, World)
     return world
 
@@ -349,6 +382,7 @@ __all__ = [
     "Family",
     "Setting",
     "World",
+    "WorldPrompts",
     "load_world",
     "packaged_worlds",
     "render_pronouns",

@@ -37,8 +37,9 @@ from alignpt.fileio import (
 )
 from alignpt.generate.llm.cache import Completion, RequestStore
 from alignpt.generate.llm.endpoint import api_key, probe
-from alignpt.generate.llm.gate import Gate
-from alignpt.generate.llm.jobs import Job, JobFactory
+from alignpt.generate.llm.gate import Gate, stored_overlap
+from alignpt.generate.llm.jobs import BRAINSTORM, Job, JobFactory, Resolved
+from alignpt.generate.llm.prompts import prompts_fingerprint
 from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
 
@@ -92,6 +93,7 @@ def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> d
         "seed": seed,
         "source": source,
         "backend": GENERATOR,
+        "prompts_sha256": prompts_fingerprint(spec.llm.prompts_dir, world),
     }
 
 
@@ -110,18 +112,29 @@ def _discard_stale_work_dir(work: Path, config_hash: str) -> None:
         shutil.rmtree(work)
 
 
-def _pending(jobs: JobFactory, cache_dir: Path, work: Path) -> list[int]:
+def _resolve_all(
+    jobs: JobFactory, planned: list[Job], cache_dir: Path, only: list[int] | None = None
+) -> list[Resolved | None]:
+    """Cached completions of every planned document (of ``only`` these indices), batched."""
+    store = RequestStore(cache_dir)
+    try:
+        if only is None:
+            return jobs.resolve_many(planned, store)
+        found = jobs.resolve_many([planned[i] for i in only], store)
+    finally:
+        store.close()
+    out: list[Resolved | None] = [None] * len(planned)
+    for index, done in zip(only, found, strict=True):
+        out[index] = done
+    return out
+
+
+def _pending(resolved: list[Resolved | None], work: Path) -> list[int]:
     """Indices whose completions are not all cached; fixed at a run's first start."""
     path = work / PENDING_FILE
     if path.is_file():
         return json.loads(path.read_text())
-    if not cache_dir.is_dir():
-        return list(range(jobs.n))
-    store = RequestStore(cache_dir)
-    try:
-        return [i for i in range(jobs.n) if jobs.resolve(jobs.job(i), store) is None]
-    finally:
-        store.close()
+    return [i for i, done in enumerate(resolved) if done is None]
 
 
 def _request(
@@ -216,6 +229,8 @@ def _document(
     }
     if "ai_name" in fields:
         metadata["ai_system"] = fields["ai_name"]
+    if "idea" in fields:
+        metadata["idea"] = fields["idea"]
     if llm.paired:
         metadata["pair"] = spec.index // 2
     return Document(id=f"{source}-{plan_seed}-{spec.index:07d}", text=text, metadata=metadata)
@@ -244,46 +259,57 @@ def _cost(llm: LLMSpec, usage: dict[str, int]) -> float | None:
 
 
 def _assemble(
-    jobs: JobFactory, store: RequestStore, work: Path, tmp: Path, *, source: str, progress: bool
+    jobs: JobFactory,
+    planned: list[Job],
+    resolved: list[Resolved | None],
+    work: Path,
+    tmp: Path,
+    *,
+    source: str,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    from rich.progress import Progress
-
+    """Gate the completions in index order and write the documents in one pass."""
     llm = jobs.llm
     gate = Gate(llm.gate)
     failures = _failures(work)
     by_stance: Counter[str] = Counter()
     by_genre: Counter[str] = Counter()
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
+    brainstorms: set[str] = set()  # a group's brainstorm is counted once per run
     templates: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
-    with (
-        DocumentWriter(tmp / DOCUMENTS_FILE) as writer,
-        Progress(disable=not progress, transient=True) as bar,
-    ):
-        task = bar.add_task("assembling documents", total=jobs.n)
-        for index in range(jobs.n):
-            job = jobs.job(index)
-            templates[job.template.name] = job.template.sha256
-            if job.critique is not None:
-                templates[job.critique.name] = job.critique.sha256
-            doc_id = f"{source}-{jobs.seed}-{index:07d}"
-            completions = jobs.resolve(job, store)
-            if completions is None:
-                error = failures.get(index, "no completion (the request never finished)")
-                failed.append({"id": doc_id, "index": index, "error": error})
-                continue
-            for c in completions:
-                usage["prompt_tokens"] += c.prompt_tokens
-                usage["completion_tokens"] += c.completion_tokens
-                usage["requests"] += 1
-            final = completions[-1]
-            reason = gate.check(final.text, final.finish_reason, option_texts(job.fields))
-            if reason is not None:
-                dropped.append({"id": doc_id, "index": index, "reason": reason})
-                continue
-            doc = _document(
-                job,
+    kept: list[Document] = []
+    if llm.brainstorm:
+        templates[BRAINSTORM] = jobs.library.get(BRAINSTORM).sha256
+    for index, (job, done) in enumerate(zip(planned, resolved, strict=True)):
+        templates[job.template.name] = job.template.sha256
+        if job.critique is not None:
+            templates[job.critique.name] = job.critique.sha256
+        doc_id = f"{source}-{jobs.seed}-{index:07d}"
+        if done is None:
+            error = failures.get(index, "no completion (the request never finished)")
+            failed.append({"id": doc_id, "index": index, "error": error})
+            continue
+        counted = list(done.completions)
+        group = job.brainstorm.key if job.brainstorm is not None else None
+        if done.brainstorm is not None and group is not None and group not in brainstorms:
+            brainstorms.add(group)
+            counted.append(done.brainstorm)
+        for c in counted:
+            usage["prompt_tokens"] += c.prompt_tokens
+            usage["completion_tokens"] += c.completion_tokens
+            usage["requests"] += 1
+        completions = done.completions
+        final = completions[-1]
+        options = option_texts(job.fields)
+        overlap = stored_overlap(final.gate, options)
+        reason = gate.check(final.text, final.finish_reason, options, final.minhash, overlap)
+        if reason is not None:
+            dropped.append({"id": doc_id, "index": index, "reason": reason})
+            continue
+        kept.append(
+            _document(
+                done.job,
                 completions,
                 plan_seed=jobs.seed,
                 source=source,
@@ -291,11 +317,11 @@ def _assemble(
                 llm=llm,
                 template_sha=job.template.sha256,
             )
-            writer.write(doc)
-            by_stance[job.spec.stance] += 1
-            by_genre[job.spec.genre] += 1
-            if index % 256 == 0:
-                bar.update(task, completed=index)
+        )
+        by_stance[job.spec.stance] += 1
+        by_genre[job.spec.genre] += 1
+    with DocumentWriter(tmp / DOCUMENTS_FILE) as writer:
+        writer.write_all(kept)
     for name, rows in ((FAILURES_FILE, failed), (DROPPED_FILE, dropped)):
         (tmp / name).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     cost = _cost(llm, usage)
@@ -309,6 +335,8 @@ def _assemble(
         "families": list(jobs.plan.families),
         "usage": usage | ({"cost_usd": cost} if cost is not None else {}),
     }
+    if llm.brainstorm:
+        counts["brainstorms"] = len(brainstorms)
     return counts, dict(sorted(templates.items()))
 
 
@@ -337,33 +365,33 @@ def write_llm_documents_dir(
     cache_dir = Path(llm.cache_dir) if llm.cache_dir else default_cache_dir(out_dir)
     work = work_dir_for(out_dir)
     _discard_stale_work_dir(work, config_hash)
-    pending = _pending(jobs, cache_dir, work)
+    planned = [jobs.job(i) for i in range(jobs.n)]  # each prompt rendered once per run
+    resolved = _resolve_all(jobs, planned, cache_dir)
+    pending = _pending(resolved, work)
     if pending:
         probe(llm)  # before anything is written: a bad endpoint leaves no trace
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "config_hash").write_text(config_hash)
-    write_json_atomic(work / PENDING_FILE, pending)
-    if pending:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "config_hash").write_text(config_hash)
+        write_json_atomic(work / PENDING_FILE, pending)
         _request(jobs, spec, world, seed, source, cache_dir, work, pending)
-    store = RequestStore(cache_dir)
-    try:
-        with atomic_path(out_dir) as tmp:
-            tmp.mkdir(parents=True)
-            counts, templates = _assemble(jobs, store, work, tmp, source=source, progress=progress)
-            counts["requests"] = _runner_stats(work) | {"pending_at_start": len(pending)}
-            manifest = build_manifest(
-                "generate",
-                config=config,
-                counts=counts,
-                files=[tmp / DOCUMENTS_FILE, tmp / FAILURES_FILE, tmp / DROPPED_FILE],
-                seed=seed,
-                world=world.name,
-                generator=GENERATOR,
-                model=llm.model,
-                prompt_templates=templates,
-            )
-            write_json_atomic(tmp / "manifest.json", manifest)
-    finally:
-        store.close()
+        missing = [i for i, done in enumerate(resolved) if done is None]
+        fetched = _resolve_all(jobs, planned, cache_dir, only=missing)
+        resolved = [a if a is not None else b for a, b in zip(resolved, fetched, strict=True)]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        counts, templates = _assemble(jobs, planned, resolved, work, tmp, source=source)
+        counts["requests"] = _runner_stats(work) | {"pending_at_start": len(pending)}
+        manifest = build_manifest(
+            "generate",
+            config=config,
+            counts=counts,
+            files=[tmp / DOCUMENTS_FILE, tmp / FAILURES_FILE, tmp / DROPPED_FILE],
+            seed=seed,
+            world=world.name,
+            generator=GENERATOR,
+            model=llm.model,
+            prompt_templates=templates,
+        )
+        write_json_atomic(tmp / "manifest.json", manifest)
     shutil.rmtree(work, ignore_errors=True)
     return out_dir

@@ -29,19 +29,26 @@ CREATE TABLE IF NOT EXISTS requests (
     text TEXT NOT NULL,
     finish_reason TEXT,
     prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL
+    completion_tokens INTEGER NOT NULL,
+    minhash BLOB,
+    gate TEXT
 )
 """
+COLUMNS = "key, text, finish_reason, prompt_tokens, completion_tokens"
+FEATURE_COLUMNS = (("minhash", "BLOB"), ("gate", "TEXT"))
+LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...): under SQLite's variable limit everywhere
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One successful completion."""
+    """One successful completion (and the gate's MinHash signature of its text, if stored)."""
 
     text: str
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    minhash: bytes | None = None
+    gate: str | None = None  # the gate's other stored features (see ``gate.gate_features``)
 
 
 def request_body(
@@ -70,8 +77,16 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a kill
         conn.execute(SCHEMA)
+        present = _columns(conn)
+        for name, kind in FEATURE_COLUMNS:  # a shard written before the gate's were stored
+            if name not in present:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
         conn.commit()
     return conn
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
 
 
 def _query(conn: sqlite3.Connection, sql: str, args: tuple = ()) -> list[tuple]:
@@ -104,21 +119,29 @@ class RequestStore:
                 self._readers.append(_connect(path, readonly=True))
 
     def get(self, key: str) -> Completion | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        """The cached completions of ``keys`` (missing keys absent), one query per 500 keys."""
+        found: dict[str, Completion] = {}
         for conn in self._readers:
-            rows = _query(
-                conn,
-                "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM requests "
-                "WHERE key = ?",
-                (key,),
-            )
-            if rows:
-                return Completion(*rows[0])
-        return None
+            missing = [k for k in dict.fromkeys(keys) if k not in found]
+            if not missing:
+                break
+            present = _columns(conn)
+            columns = ", ".join([COLUMNS, *(n for n, _ in FEATURE_COLUMNS if n in present)])
+            for start in range(0, len(missing), LOOKUP_CHUNK):
+                chunk = missing[start : start + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT {columns} FROM requests WHERE key IN ({marks})"
+                for key, *values in _query(conn, sql, tuple(chunk)):
+                    found[key] = Completion(*values)
+        return found
 
     def put(self, key: str, prompt_hash: str, completion: Completion) -> None:
         assert self._writer is not None, "opened read-only"
         self._writer.execute(
-            "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
                 prompt_hash,
@@ -126,6 +149,8 @@ class RequestStore:
                 completion.finish_reason,
                 completion.prompt_tokens,
                 completion.completion_tokens,
+                completion.minhash,
+                completion.gate,
             ),
         )
         self._writer.commit()

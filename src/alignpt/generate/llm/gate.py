@@ -6,12 +6,16 @@ the gate's decisions are the same on every run of the same completions.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections import Counter
-from typing import Any
+
+import numpy as np
 
 from alignpt.config import QualityGate
-from alignpt.docstats import NEAR_DUP_THRESHOLD, NUM_PERM, shingles
+from alignpt.docstats import NUM_PERM
+from alignpt.generate.llm.minhash import NearDuplicateIndex, signature
 
 REFUSAL = re.compile(
     r"^\W*(i'?m sorry|i am sorry|sorry, (but )?i|i apologi[sz]e|as an ai( language model)?,? i|"
@@ -20,6 +24,7 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 REFUSAL_WINDOW = 300  # a refusal opens the reply
+SIGNATURE_BYTES = 4  # uint32 minima
 _WORD = re.compile(r"\w+")
 
 
@@ -28,8 +33,63 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+@functools.lru_cache(maxsize=4096)
+def _option_words(option: str) -> tuple[str, ...]:
+    return tuple(words(option))
+
+
+WHOLE_OPTION = 1 << 20  # overlap recorded when a whole option text is quoted
+
+
+def text_signature(text: str) -> np.ndarray:
+    """The MinHash signature the gate compares (stored in the request cache)."""
+    return signature(words(text))
+
+
+def options_digest(options: list[str]) -> str:
+    """A short hash of the option texts a stored overlap was measured against."""
+    return hashlib.sha256("\0".join(options).encode("utf-8")).hexdigest()[:16]
+
+
+def option_overlap(tokens: list[str], options: list[str]) -> int:
+    """The longest run of consecutive words ``tokens`` share with an option text.
+
+    ``WHOLE_OPTION`` when a whole option is quoted (so an option shorter than
+    ``verbatim_words`` still counts as quoted, as the check has always treated it).
+    """
+    joined = f" {' '.join(tokens)} "  # word boundaries on both sides of every word
+    best = 0
+    for option in options:
+        option_tokens = _option_words(option)
+        run = 0
+        while run < len(option_tokens) and any(
+            f" {' '.join(option_tokens[i : i + run + 1])} " in joined
+            for i in range(len(option_tokens) - run)
+        ):
+            run += 1
+        if option_tokens and run == len(option_tokens):
+            return WHOLE_OPTION
+        best = max(best, run)
+    return best
+
+
+def gate_features(text: str, options: list[str]) -> tuple[bytes, str]:
+    """What the gate needs from a completion, computed once when it arrives.
+
+    The MinHash signature (bytes) and ``"<options digest>:<overlap>"``; a cached re-run
+    reads both instead of tokenising and hashing every text again.
+    """
+    tokens = words(text)
+    overlap = option_overlap(tokens, options)
+    return signature(tokens).tobytes(), f"{options_digest(options)}:{overlap}"
+
+
+def stored_overlap(features: str | None, options: list[str]) -> int | None:
+    """The overlap in ``features`` if it was measured against these ``options``."""
+    if not features:
+        return None
+    digest, _, overlap = features.partition(":")
+    return int(overlap) if digest == options_digest(options) else None
 
 
 class Gate:
@@ -38,46 +98,36 @@ class Gate:
     REASONS = ("refusal", "truncated", "too_short", "verbatim_option", "near_duplicate")
 
     def __init__(self, config: QualityGate) -> None:
-        from datasketch import MinHashLSH
-
         self.config = config
         self.dropped: Counter[str] = Counter()
-        threshold = config.near_duplicate_threshold or NEAR_DUP_THRESHOLD
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-        self._hashes: list[Any] = []
+        threshold = config.near_duplicate_threshold
+        self._index = NearDuplicateIndex(threshold) if threshold is not None else None
 
-    def _verbatim(self, tokens: list[str], options: list[str]) -> bool:
-        n = self.config.verbatim_words
-        if n <= 0:
-            return False
-        for option in options:
-            option_tokens = words(option)
-            size = min(n, len(option_tokens))
-            if size and _ngrams(option_tokens, size) & _ngrams(tokens, size):
-                return True
-        return False
+    def check(
+        self,
+        text: str,
+        finish_reason: str | None,
+        options: list[str],
+        minhash: bytes | None = None,
+        overlap: int | None = None,
+    ) -> str | None:
+        """The reason to drop ``text``, or None to keep it (and remember it for near-dups).
 
-    def _near_duplicate(self, tokens: list[str]) -> tuple[bool, Any]:
-        from datasketch import LeanMinHash, MinHash
-
-        full = MinHash(num_perm=NUM_PERM, seed=1)  # as ``alignpt docs stats`` hashes
-        full.update_batch(list(shingles(tokens)))
-        minhash = LeanMinHash(full)
-        threshold = self.config.near_duplicate_threshold
-        assert threshold is not None
-        dup = any(
-            self._hashes[int(c)].jaccard(minhash) >= threshold for c in self._lsh.query(minhash)
-        )
-        return dup, minhash
-
-    def check(self, text: str, finish_reason: str | None, options: list[str]) -> str | None:
-        """The reason to drop ``text``, or None to keep it (and remember it for near-dups)."""
-        reason = self._reason(text, finish_reason, options)
+        ``minhash`` and ``overlap`` are the stored ``gate_features`` of ``text``, if any.
+        """
+        reason = self._reason(text, finish_reason, options, minhash, overlap)
         if reason is not None:
             self.dropped[reason] += 1
         return reason
 
-    def _reason(self, text: str, finish_reason: str | None, options: list[str]) -> str | None:
+    def _reason(
+        self,
+        text: str,
+        finish_reason: str | None,
+        options: list[str],
+        minhash: bytes | None,
+        overlap: int | None,
+    ) -> str | None:
         c = self.config
         if c.refusals and REFUSAL.search(text[:REFUSAL_WINDOW]):
             return "refusal"
@@ -85,15 +135,17 @@ class Gate:
             return "truncated"
         if len(text.strip()) < c.min_chars:
             return "too_short"
-        tokens = words(text)
-        if self._verbatim(tokens, options):
-            return "verbatim_option"
-        if c.near_duplicate_threshold is not None:
-            dup, minhash = self._near_duplicate(tokens)
-            if dup:
+        stored = minhash is not None and len(minhash) == NUM_PERM * SIGNATURE_BYTES
+        tokens = words(text) if overlap is None or not stored else []
+        if c.verbatim_words > 0:
+            if overlap is None:
+                overlap = option_overlap(tokens, options)
+            if overlap >= c.verbatim_words:
+                return "verbatim_option"
+        if self._index is not None:
+            sig = np.frombuffer(minhash, dtype=np.uint32) if stored else signature(tokens)
+            if not self._index.add_unless_duplicate(sig):
                 return "near_duplicate"
-            self._lsh.insert(str(len(self._hashes)), minhash)
-            self._hashes.append(minhash)
         return None
 
     def counts(self) -> dict[str, int]:

@@ -10,14 +10,19 @@ positional resume (skip the first ``k`` records of a task) always skips the same
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from datatrove.data import Document as DTDocument
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.inference.checkpointing import CheckpointManager, RequestCache
 from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
 from datatrove.pipeline.inference.types import InferenceError
 from datatrove.pipeline.writers import JsonlWriter
@@ -25,7 +30,9 @@ from datatrove.pipeline.writers import JsonlWriter
 from alignpt.config import GenerateSpec, LLMSpec
 from alignpt.generate.llm.cache import Completion, RequestStore, prompt_sha256, request_key
 from alignpt.generate.llm.endpoint import RetryingEndpoint
-from alignpt.generate.llm.jobs import JobFactory
+from alignpt.generate.llm.gate import gate_features
+from alignpt.generate.llm.jobs import Job, JobFactory
+from alignpt.generate.llm.scenario import option_texts
 from alignpt.worlds import World
 
 RECORDS_PER_CHUNK = 500  # datatrove checkpoint chunk: records replayed after a kill
@@ -74,8 +81,14 @@ class RequestFailed(Exception):
     """A request that failed for good (after retries), or returned nothing usable."""
 
 
-async def _complete(generate: Callable, store: RequestStore, body: dict[str, Any]) -> Completion:
-    key = request_key(body)
+async def _complete(
+    generate: Callable,
+    store: RequestStore,
+    body: dict[str, Any],
+    options: list[str],
+    key: str | None = None,
+) -> Completion:
+    key = key or request_key(body)
     cached = store.get(key)
     if cached is not None:
         return cached
@@ -86,28 +99,91 @@ async def _complete(generate: Callable, store: RequestStore, body: dict[str, Any
     if not result.text.strip():
         raise RequestFailed("empty completion")
     usage = result.usage or {}
+    # computed here, while the task waits on the network, so assembly does not tokenise
+    # and hash every text again
+    minhash, features = gate_features(result.text, options)
     completion = Completion(
         text=result.text,
         finish_reason=result.finish_reason,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
+        minhash=minhash,
+        gate=features,
     )
     store.put(key, prompt_sha256(body["messages"]), completion)
     return completion
 
 
+async def _brainstorm(
+    generate: Callable, store: RequestStore, job: Job, locks: dict[str, asyncio.Lock]
+) -> Completion:
+    """The brainstorm of ``job``'s group: one request per group and task, then the cache."""
+    assert job.brainstorm is not None
+    async with locks[job.brainstorm.key]:  # the group's other documents wait, then hit the cache
+        return await _complete(generate, store, job.brainstorm.body, [], job.brainstorm.key)
+
+
 async def generate_document(
-    document: DTDocument, generate: Callable, *, jobs: JobFactory, store: RequestStore
+    document: DTDocument,
+    generate: Callable,
+    *,
+    jobs: JobFactory,
+    store: RequestStore,
+    locks: dict[str, asyncio.Lock],
 ) -> dict[str, Any]:
-    """datatrove rollout: the document's draft (and revision) into the cache; a status record."""
+    """datatrove rollout: the document's brainstorm, draft and revision into the cache."""
     job = jobs.job(document.metadata["index"])
     try:
-        draft = await _complete(generate, store, job.draft_body())
+        if job.brainstorm is not None:
+            seeded = jobs.seeded(job, await _brainstorm(generate, store, job, locks))
+            if seeded is None:
+                raise RequestFailed("brainstorm reply holds no ideas")
+            job = seeded
+        options = option_texts(job.fields)
+        draft = await _complete(generate, store, job.draft_body(), options, job.draft_key)
         if job.critique is not None and jobs.needs_revision(draft):
-            await _complete(generate, store, job.critique_body(draft.text))
+            await _complete(generate, store, job.critique_body(draft.text), options)
     except RequestFailed as exc:
         return {"status": "failed", "error": str(exc)}
     return {"status": "ok"}
+
+
+class LocalCheckpointManager(CheckpointManager):
+    """datatrove's checkpointing, appending each record with a plain synchronous write.
+
+    datatrove appends every finished document's record through ``aiofiles``: an open, a
+    write and a close, each a hop to a worker thread. A record is a few hundred bytes in a
+    local file (datatrove requires the checkpoint directory to be local), a write of
+    microseconds, while each hop costs a thread switch under the GIL, which on a busy host
+    took longer than the request itself. Same files, same chunking, same resume.
+    """
+
+    async def write_document(
+        self, document: DTDocument, rank: int, chunk_index: int, output_writer_context: Any
+    ) -> None:
+        should_update_last_chunk_index = False
+        async with self.file_locks[chunk_index]:
+            if "__no_rollouts_remove" not in document.metadata:
+                output_writer_context.write(document, rank=rank, chunk_index=chunk_index)
+            self.per_chunk_counts[chunk_index] += 1
+            if self.checkpoints_local_dir is not None:
+                save_path = Path(self.checkpoints_local_dir, f"{rank:05d}")
+                save_path /= f"chunk_{chunk_index:05d}.jsonl"
+                if self.per_chunk_counts[chunk_index] == 1:
+                    save_path.parent.mkdir(parents=True, exist_ok=True)
+                record = dataclasses.asdict(document)
+                with open(save_path, "ab") as f:
+                    f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+                if self.per_chunk_counts[chunk_index] == self.records_per_chunk:
+                    output_writer_context.close_file(
+                        output_writer_context._get_output_filename(
+                            document, rank, chunk_index=chunk_index
+                        )
+                    )
+                    self.new_completed_chunks.add(chunk_index)
+                    should_update_last_chunk_index = True
+        if should_update_last_chunk_index:  # outside the chunk lock, as datatrove does
+            await self.update_last_chunk_index(rank)
 
 
 class AlignptInferenceRunner(InferenceRunner):
@@ -136,6 +212,14 @@ class AlignptInferenceRunner(InferenceRunner):
             checkpoints_local_dir=str(work_dir / "checkpoints"),
             records_per_chunk=RECORDS_PER_CHUNK,
         )
+        # datatrove's RequestCache is a second, per-task replay log of every request
+        # (aiosqlite through a writer queue, plus a scan of every installed distribution's
+        # metadata at start). alignpt's request cache already keeps each completion, keyed
+        # by its content, and serves it on resume, so that log only costs time: disabled.
+        self.request_cache = RequestCache(None)
+        self.checkpoint_manager = LocalCheckpointManager(
+            str(work_dir / "checkpoints"), RECORDS_PER_CHUNK, request_cache=self.request_cache
+        )
         self.run_spec = run
         self._rank = 0
         self._server: RetryingEndpoint | None = None
@@ -148,9 +232,19 @@ class AlignptInferenceRunner(InferenceRunner):
     def get_shared_context_cm(self) -> Iterator[dict]:
         store = RequestStore(self.run_spec.cache_dir, rank=self._rank)
         try:
-            yield {"jobs": self.run_spec.jobs(), "store": store}
+            locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+            yield {"jobs": self.run_spec.jobs(), "store": store, "locks": locks}
         finally:
             store.close()
+
+    async def _async_data_gen(self, sync_gen: Iterable[DTDocument]) -> AsyncIterator[DTDocument]:
+        """The pending documents, straight from memory.
+
+        datatrove pulls each input document through a worker thread, so that a reader doing
+        I/O does not block the event loop; ``PendingReader`` only walks a list in memory.
+        """
+        for document in sync_gen:
+            yield document
 
     async def run_async(self, data_gen: Any, rank: int = 0) -> None:
         self._rank = rank
