@@ -71,6 +71,17 @@ def loader_factory(ids: np.ndarray, micro_batch: int, *, rank: int = 0, world_si
     return make
 
 
+def phase_budgets(train: TrainConfig, phases: list[str]) -> dict[str, int]:
+    """Token budgets per phase, as the mix plans them (``mix.plan.phase_budgets``)."""
+    late = round(train.tokens * train.late_fraction) if "late" in phases else 0
+    budgets = {"pretrain": train.tokens - late}
+    if late:
+        budgets["late"] = late
+    if "finetune" in phases:
+        budgets["finetune"] = train.finetune_tokens
+    return budgets
+
+
 def run_spec(out_dir: Path, train: TrainConfig, phases: list[str], **identity: Any) -> RunSpec:
     ident = {
         "condition": "base",
@@ -85,7 +96,7 @@ def run_spec(out_dir: Path, train: TrainConfig, phases: list[str], **identity: A
         out_dir=out_dir,
         train=train,
         seq_len=SEQ_LEN,
-        plan=plan_phases(train, phases, SEQ_LEN),
+        plan=plan_phases(train, phase_budgets(train, phases), SEQ_LEN),
         identity=ident,
         progress=False,
     )
