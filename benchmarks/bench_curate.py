@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from alignpt.config import CurateSpec, GenerateSpec
-from alignpt.curate.embed import embed_piece
+from alignpt.curate.embed import clear_cache
 from alignpt.curate.pipeline import run_curate
 from alignpt.documents import DocumentWriter, read_documents
 from alignpt.executors import ExecutorConfig, build_executor
@@ -55,7 +55,7 @@ def bare(source: Path, out: Path, workers: int) -> None:
 
 
 def curate(source: Path, out: Path, workers: int, fields: dict) -> None:
-    embed_piece.cache_clear()
+    clear_cache()
     spec = CurateSpec.model_validate({**fields, "executor": {"tasks": TASKS, "workers": workers}})
     run_curate(spec, source, out)
 

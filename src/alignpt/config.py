@@ -108,6 +108,8 @@ class GenerateSpec(Strict):
     llm: LLMSpec | None = None
     # Left out of the dump while unset, so specs without it keep their hashes and bytes.
     facts: FactsSpec | None = Field(None, exclude_if=lambda v: v is None)
+    # Where the procedural generator runs (datatrove tasks); never changes the documents.
+    executor: ExecutorConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _era_range(self) -> GenerateSpec:
@@ -154,6 +156,11 @@ class FilterAction(Strict):
 
     drop: CurateClass = "ai_discourse"
     replace_tokens: bool = False
+    tokenizer: str | None = Field(
+        None,
+        description="HF tokenizer dir whose tokens the refill matches; None: the experiment's "
+        "tokenizer.path if set, else characters",
+    )
 
 
 class UpsampleAction(Strict):
