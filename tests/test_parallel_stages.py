@@ -27,3 +27,51 @@ def test_generator_gives_the_same_bytes_for_any_number_of_tasks(tmp_path: Path) 
     assert manifest_content_hash(three) == manifest_content_hash(serial)
     assert not (tmp_path / "three.work").exists()  # parts and logs removed once merged
     assert generate(tmp_path / "three", 3) == three  # finished: reused
+
+
+def mix_config(tmp: Path, runs: str, executor: dict | None):
+    from alignpt.config import ExperimentConfig
+
+    fields = {
+        "name": "par",
+        "runs_dir": str(tmp / runs),
+        "tokenizer": {"vocab_size": 400, "control_tokens": ["<|good|>", "<|bad|>"]},
+        "sources": {
+            "web": {"generate": {"n": 40, "stance": "mixed"}},
+            "bg": {"generate": {"n": 25, "stance": "neutral"}},
+        },
+        "conditions": {
+            "a": {"sources": {"web": {}, "bg": {}}},
+            "b": {
+                "sources": {
+                    "web": {
+                        "control": {"tokens": {"aligned": "<|good|>", "misaligned": "<|bad|>"}}
+                    },
+                    "bg": {},
+                }
+            },
+        },
+    }
+    if executor is not None:
+        fields["executor"] = executor
+    return ExperimentConfig.model_validate(fields)
+
+
+def shard_bytes(mix_dir: Path) -> dict[str, bytes]:
+    shards = mix_dir / "shards"
+    return {
+        str(f.relative_to(shards)): f.read_bytes()
+        for f in sorted(shards.rglob("*"))
+        if f.is_file() and f.name != "manifest.json"
+    }
+
+
+def test_mix_tokenizes_to_the_same_bytes_in_1_or_3_tasks(tmp_path: Path) -> None:
+    from alignpt.mix import build_mix
+
+    serial = build_mix(mix_config(tmp_path, "one", None), progress=False)
+    parallel = build_mix(mix_config(tmp_path, "three", {"tasks": 3, "workers": 2}), progress=False)
+    one, three = shard_bytes(serial.dir), shard_bytes(parallel.dir)
+    assert one == three and any(name.endswith("tokens.ds") for name in one)
+    assert not list((parallel.dir / "shards").glob("*.work"))
+    assert serial.manifest["settings_hash"] == parallel.manifest["settings_hash"]

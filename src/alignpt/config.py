@@ -657,6 +657,11 @@ class ExperimentConfig(Strict):
     plan: PlanConfig = Field(default_factory=PlanConfig)
     # Left out of the dump while unset, so configs without it keep their hashes.
     personas: PersonasConfig | None = Field(None, exclude_if=lambda v: v is None)
+    executor: ExecutorConfig | None = Field(
+        None,
+        description="where the mix tokenizes, in datatrove tasks (same bytes for any count)",
+        exclude_if=lambda v: v is None,
+    )
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:

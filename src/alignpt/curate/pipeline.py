@@ -173,8 +173,27 @@ def step_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
     return {name: dict(sorted(labels.items())) for name, labels in totals.items()}
 
 
+def preload_worker_imports(classifier: bool) -> None:
+    """Import the pipeline's heavy modules once, in datatrove's fork server.
+
+    Local workers start from the ``forkserver`` method: each is a fresh interpreter that
+    would import torch and sentence-transformers again (tens of seconds on a busy machine).
+    Preloaded in the fork server, every worker forks with them imported and only loads the
+    MiniLM weights (~2 s, once per worker process; its tasks share them). Takes effect when
+    the fork server starts, i.e. before the first multi-worker run of the process.
+    """
+    import multiprocess
+
+    modules = ["__main__", "alignpt.curate.steps"]
+    if classifier:
+        modules += ["torch", "sentence_transformers"]
+    multiprocess.get_context("forkserver").set_forkserver_preload(modules)
+
+
 def _run(executor_config: ExecutorConfig, steps: list[Any], logging_dir: Path) -> None:
     """Run ``steps`` on the configured executor; fail with one line if a task did not finish."""
+    if executor_config.kind == "local" and executor_config.workers != 1:
+        preload_worker_imports(any(isinstance(s, ClassifierStep) for s in steps))
     executor = build_executor(executor_config, steps, logging_dir, where="curate.executor")
     try:
         executor.run()
