@@ -18,6 +18,7 @@ at the second is held out. No chunk of a held-out unit is ever trained on.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import re
 import sys
@@ -83,8 +84,20 @@ def _docstrings(source: str) -> list[str]:
     return [doc for doc in found if doc]
 
 
+@functools.lru_cache(maxsize=1)
+def _stdlib_docstring_units() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((name, tuple(chunks)) for name, chunks in _read_stdlib_docstrings().items())
+
+
 def stdlib_docstring_units() -> Units:
-    """Docstrings of the top-level standard-library modules (``Lib/*.py``), one unit each."""
+    """Docstrings of the top-level standard-library modules (``Lib/*.py``), one unit each.
+
+    Parsed once per process (seconds of ``ast`` work; the interpreter's files do not change).
+    """
+    return {name: list(chunks) for name, chunks in _stdlib_docstring_units()}
+
+
+def _read_stdlib_docstrings() -> Units:
     stdlib = Path(ast.__file__).parent
     units: Units = {}
     for file in sorted(stdlib.glob("*.py")):
