@@ -1,79 +1,34 @@
-"""Blocklist, classifier and both combined, on a labelled set alignpt's generator did not write.
+"""Blocklist, classifier and both combined, on a held-out labelled set alignpt did not write.
 
-Positives: organic AI-alignment forum discussion (``../shared/seeds/*.txt``), split into
-paragraph chunks of 40-160 words. Negatives: organic non-AI text from outside alignpt —
-the Debian ``fortunes`` package (``/usr/share/games/fortunes``, when installed: short
-everyday quotations, jokes and sayings) and the reference-manual topics shipped with
-Python itself (``pydoc_data.topics``). Each negative corpus is also a "neutral corpus" for
-the removal rates. The classifier is the packaged default (trained on generated documents).
+The set is ``alignpt curate labelled-set``'s ``eval.jsonl`` (built here from
+``../shared/seeds`` unless ``--labelled`` names one): organic AI-alignment forum discussion
+from the held-out seed files (positives) and held-out units of organic non-AI text shipped
+with the machine (Python's reference manual, standard-library docstrings, licence texts,
+Debian fortunes). The packaged classifier was trained on the *other* split
+(``train.jsonl``), so no evaluated chunk, and no chunk of an evaluated file, was trained on.
+Each negative source is also a neutral corpus for the removal rates, as are section-1 man
+pages of this machine, a kind of text no training unit came from. "both" is the
+escalation of blocklist hits to the classifier (Deep Ignorance): flagged when both agree.
 
-    PYTHONPATH=src python benchmarks/bench_curate_detectors.py [--per-corpus 300] [--json OUT]
+    PYTHONPATH=src python benchmarks/bench_curate_detectors.py [--labelled DIR]
+        [--classifier DIR] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import re
+import tempfile
 import time
 from pathlib import Path
 
+from alignpt.config import CurateSpec
 from alignpt.curate.evaluate import DETECTORS, detector_report
+from alignpt.curate.organic import build_labelled_set, man_page_units
+from alignpt.documents import read_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
-FORTUNES = Path("/usr/share/games/fortunes")
-
-
-def chunk_paragraphs(paragraphs: list[str], low: int = 40, high: int = 160) -> list[str]:
-    """Consecutive paragraphs joined until at least ``low`` words; long ones cut at ``high``."""
-    chunks, current = [], []
-    for paragraph in paragraphs:
-        words = paragraph.split()
-        while len(words) > high:
-            chunks.append(" ".join(words[:high]))
-            words = words[high:]
-        current += words
-        if len(current) >= low:
-            chunks.append(" ".join(current))
-            current = []
-    if len(current) >= low // 2:
-        chunks.append(" ".join(current))
-    return chunks
-
-
-def seed_chunks() -> list[str]:
-    paragraphs = []
-    for file in sorted(SEEDS.glob("*.txt")):
-        paragraphs += [
-            p.strip() for p in file.read_text(encoding="utf-8").splitlines() if p.strip()
-        ]
-    return chunk_paragraphs(paragraphs)
-
-
-def fortunes(n: int, rng: random.Random) -> list[str]:
-    """Fortunes of at least 12 words from the (non-offensive) fortunes files."""
-    texts = []
-    for file in sorted(FORTUNES.glob("*")):
-        if file.suffix or not file.is_file():
-            continue
-        for entry in file.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
-            entry = " ".join(entry.split())
-            if len(entry.split()) >= 12:
-                texts.append(entry)
-    return rng.sample(texts, min(n, len(texts)))
-
-
-def python_docs(n: int, rng: random.Random) -> list[str]:
-    """Paragraph chunks of the Python reference manual shipped with the interpreter."""
-    from pydoc_data.topics import topics
-
-    paragraphs = []
-    for name in sorted(topics):
-        paragraphs += [p for p in re.split(r"\n\s*\n", topics[name]) if len(p.split()) >= 8]
-    chunks = chunk_paragraphs([" ".join(p.split()) for p in paragraphs])
-    return rng.sample(chunks, min(n, len(chunks)))
 
 
 def fmt(iv: dict) -> str:
@@ -85,25 +40,38 @@ def fmt(iv: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-corpus", type=int, default=300, help="negatives per corpus")
+    parser.add_argument("--labelled", type=Path, help="an `alignpt curate labelled-set` folder")
+    parser.add_argument("--classifier", type=Path, help="classifier dir (default: packaged)")
     parser.add_argument("--json", type=Path, help="write the full report here")
+    parser.add_argument(
+        "--man-pages", type=int, default=150, help="man pages for an untrained neutral corpus"
+    )
     args = parser.parse_args()
-    rng = random.Random(0)
-    positives = seed_chunks()
-    neutral = {"python_docs": python_docs(args.per_corpus, rng)}
-    if FORTUNES.is_dir():
-        neutral["fortunes"] = fortunes(args.per_corpus, rng)
-    negatives = [t for texts in neutral.values() for t in texts]
-    texts = positives + negatives
-    truth = [True] * len(positives) + [False] * len(negatives)
+    with tempfile.TemporaryDirectory() as tmp:
+        labelled = args.labelled or Path(tmp)
+        if args.labelled is None:
+            build_labelled_set(SEEDS, labelled)
+        docs = list(read_documents(labelled / "eval.jsonl"))
+    texts = [d.text for d in docs]
+    truth = [bool(d.metadata["ai_discourse"]) for d in docs]
+    neutral: dict[str, list[str]] = {}
+    for doc in docs:
+        if not doc.metadata["ai_discourse"]:
+            neutral.setdefault(doc.metadata["source"], []).append(doc.text)
+    man = [c for chunks in man_page_units(args.man_pages).values() for c in chunks]
+    if man:
+        neutral["man_pages (no training unit)"] = man
+    spec = CurateSpec.model_validate(
+        {"classifier": {"path": str(args.classifier) if args.classifier else None}}
+    )
     started = time.perf_counter()
-    report = detector_report(texts, truth, neutral)
+    report = detector_report(texts, truth, neutral, spec)  # man pages: removal only
     seconds = time.perf_counter() - started
-    report["set"] = {"positives": len(positives), **{k: len(v) for k, v in neutral.items()}}
+    report["set"] = {"positives": sum(truth), **{k: len(v) for k, v in neutral.items()}}
     report["seconds"] = round(seconds, 1)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"labelled set: {report['set']} ({seconds:.0f} s)")
+    print(f"held-out labelled set: {report['set']} ({seconds:.0f} s)")
     print("| detector | precision | recall | F1 | tp / fp / fn / tn |")
     print("|---|---|---|---|---|")
     for name in DETECTORS:

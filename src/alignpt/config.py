@@ -113,6 +113,8 @@ class GenerateSpec(Strict):
     llm: LLMSpec | None = None
     # Left out of the dump while unset, so specs without it keep their hashes and bytes.
     facts: FactsSpec | None = Field(None, exclude_if=lambda v: v is None)
+    # Where the procedural generator runs (datatrove tasks); never changes the documents.
+    executor: ExecutorConfig | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _era_range(self) -> GenerateSpec:
@@ -159,6 +161,11 @@ class FilterAction(Strict):
 
     drop: CurateClass = "ai_discourse"
     replace_tokens: bool = False
+    tokenizer: str | None = Field(
+        None,
+        description="HF tokenizer dir whose tokens the refill matches; None: the experiment's "
+        "tokenizer.path if set, else characters",
+    )
 
 
 class UpsampleAction(Strict):
@@ -655,6 +662,11 @@ class ExperimentConfig(Strict):
     plan: PlanConfig = Field(default_factory=PlanConfig)
     # Left out of the dump while unset, so configs without it keep their hashes.
     personas: PersonasConfig | None = Field(None, exclude_if=lambda v: v is None)
+    executor: ExecutorConfig | None = Field(
+        None,
+        description="where the mix tokenizes, in datatrove tasks (same bytes for any count)",
+        exclude_if=lambda v: v is None,
+    )
 
     @model_validator(mode="after")
     def _held_out_families_never_generated(self) -> ExperimentConfig:

@@ -50,7 +50,7 @@ def load_encoder(tokenizer_dir: Path, eos_token: str) -> Any:
     return tokenizer
 
 
-def _batched(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
+def batched(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
     batch: list[Document] = []
     for doc in docs:
         batch.append(doc)
@@ -61,7 +61,7 @@ def _batched(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-def _stance(metadata: dict[str, Any]) -> str:
+def stance_of(metadata: dict[str, Any]) -> str:
     return str(metadata.get("stance", "unknown"))
 
 
@@ -111,7 +111,7 @@ def write_shard(
             tokens.write_bytes(flat.tobytes(), doc_ends=np.cumsum(lengths).tolist())
             lines = []
             for doc, length in zip(batch, lengths, strict=True):
-                by_stance[_stance(doc.metadata)] += int(length)
+                by_stance[stance_of(doc.metadata)] += int(length)
                 lines.append(json.dumps({"id": doc.id, "metadata": doc.metadata}, sort_keys=True))
             meta.write(("\n".join(lines) + "\n").encode("utf-8"))
             if on_docs:
@@ -124,7 +124,7 @@ def write_shard(
             docs = read_documents(source)
             if transform is not None:
                 docs = map(transform, docs)
-            for batch in _batched(docs, ENCODE_BATCH):
+            for batch in batched(docs, ENCODE_BATCH):
                 future = pool.submit(encoder.encode_batch, [doc.text for doc in batch])
                 if pending is not None:
                     write_batch(pending[0], pending[1].result())

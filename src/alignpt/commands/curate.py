@@ -2,6 +2,7 @@
 
 ``alignpt curate INPUT --out DIR [--spec YAML]`` runs the pipeline (same as ``curate run``);
 ``alignpt curate train-classifier DOCS --out DIR`` trains the classifier;
+``alignpt curate labelled-set --seeds DIR --out DIR`` writes organic train / held-out sets;
 ``alignpt curate report ...`` measures blocklist and classifier on a labelled set.
 """
 
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from alignpt.commands.options import group_defaulting_to
 from alignpt.config import CurateSpec, load_yaml, parse_model
+from alignpt.errors import UserError
 
 curate_app = typer.Typer(
     cls=group_defaulting_to("run"),
@@ -94,16 +96,49 @@ def train_command(
     out: Path = typer.Option(..., "--out", help="Classifier directory to write."),
     seed: int = typer.Option(0, "--seed"),
     c: float = typer.Option(1.0, "--c", help="Inverse L2 strength of the logistic regressions."),
+    balanced: bool = typer.Option(
+        True, "--balanced/--unbalanced", help="Weight classes inversely to their frequency."
+    ),
 ) -> None:
     """Train the ai_discourse and stance heads on MiniLM embeddings; save them to --out."""
     from itertools import chain
 
     from alignpt.curate.classifier import train_classifier
-    from alignpt.documents import read_documents
+    from alignpt.documents import document_files, read_documents
+    from alignpt.fileio import sha256_file
 
     documents = chain.from_iterable(read_documents(path) for path in docs)
-    _, info = train_classifier(documents, out, seed=seed, c=c)
+    inputs = {str(f): sha256_file(f) for path in docs for f in document_files(path)}
+    _, info = train_classifier(
+        documents, out, seed=seed, c=c, balanced=balanced, data={"inputs": inputs}
+    )
     Console().print(f"classifier saved to {out}: {json.dumps(info)}", markup=False)
+
+
+@curate_app.command("labelled-set")
+def labelled_set_command(
+    seeds: Path = typer.Option(
+        ..., "--seeds", help="Folder of .txt files of organic AI discussion (positives)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for train.jsonl, eval.jsonl."),
+    train_per_source: int = typer.Option(250, "--train-per-source", min=1),
+    eval_per_source: int = typer.Option(150, "--eval-per-source", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seed of the per-source samples."),
+) -> None:
+    """Organic labelled text (not written by alignpt), split by file into train / held-out."""
+    from alignpt.curate.organic import build_labelled_set
+
+    if not seeds.is_dir():
+        raise UserError(f"--seeds: {seeds}: no such folder")
+    described = build_labelled_set(
+        seeds,
+        out,
+        train_per_source=train_per_source,
+        eval_per_source=eval_per_source,
+        seed=seed,
+    )
+    counts = {split: described[f"{split}_counts"] for split in ("train", "eval")}
+    Console().print(f"labelled set in {out}: {json.dumps(counts)}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

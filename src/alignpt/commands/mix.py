@@ -30,13 +30,23 @@ def build_command(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
-    """Build (or reuse) the shared tokenizer, one shard set per source, and every plan."""
+    """Build (or reuse) the shared tokenizer, one shard set per source, and every plan.
+
+    Sources with a ``curate:`` block are curated first (or their curated output reused).
+    """
+    from alignpt.experiment.curation import check_curate_blocks, curate_sources
     from alignpt.experiment.sources import prepare_mix
     from alignpt.mix.inspect import mix_report, print_report
 
     experiment = load_experiment(config)
-    result = prepare_mix(experiment, force=force, progress=progress)
     console = Console()
+    check_curate_blocks(experiment)
+    curate_sources(
+        experiment,
+        console if progress else None,
+        lambda stage, message: console.print(f"[bold cyan]{stage:<13}[/] {message}"),
+    )
+    result = prepare_mix(experiment, force=force, progress=progress)
     state = "up to date, skipped" if result.skipped else "built"
     console.print(f"mix {state}: {result.dir}  (tokenizer {result.tokenizer_dir})")
     print_report(mix_report(experiment), console)

@@ -97,6 +97,7 @@ class Blocklist:
         entities: dict[str, list[str]],
         negatives: dict[str, list[str]],
     ) -> None:
+        self.lists = {"instant": instant, "entities": entities, "negatives": negatives}
         self.instant = TermSet(instant)
         self.entities = TermSet(entities)
         self.negatives = TermSet(negatives)

@@ -159,18 +159,24 @@ def load_classifier(path: str | Path | None, where: str = "curate.classifier.pat
     return classifier
 
 
-def labels(doc: Document, where: str) -> tuple[bool, str]:
-    """``(ai_discourse, stance)`` from a labelled document's metadata, or one clear line."""
+def labels(doc: Document, where: str) -> tuple[bool, str | None]:
+    """``(ai_discourse, stance)`` from a labelled document's metadata, or one clear line.
+
+    ``stance`` may be null on an AI-discourse document whose stance is unknown (organic
+    discussion): it then trains the ``ai_discourse`` head only.
+    """
     meta = doc.metadata
     stance = meta.get("stance")
-    if stance not in STANCES:
-        raise UserError(
-            f"{where}: document '{doc.id}': metadata.stance must be one of "
-            f"{', '.join(STANCES)} (got {stance!r})"
-        )
     ai = meta.get("ai_discourse", stance != "neutral")
     if not isinstance(ai, bool):
         raise UserError(f"{where}: document '{doc.id}': metadata.ai_discourse must be a boolean")
+    if stance is None and ai and "ai_discourse" in meta:
+        return ai, None
+    if stance not in STANCES:
+        raise UserError(
+            f"{where}: document '{doc.id}': metadata.stance must be one of "
+            f"{', '.join(STANCES)} (got {stance!r}; null only with ai_discourse: true)"
+        )
     return ai, stance
 
 
@@ -180,30 +186,42 @@ def train_classifier(
     *,
     seed: int = 0,
     c: float = 1.0,
+    balanced: bool = True,
     max_tokens: int = 128,
     max_chunks: int = 4,
     where: str = "train-classifier",
+    data: dict[str, Any] | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
-    """Fit both heads on labelled documents, save them to ``out``; returns (classifier, info)."""
+    """Fit both heads on labelled documents, save them to ``out``; returns (classifier, info).
+
+    ``data`` (e.g. the inputs' file hashes) is recorded in the saved ``training`` block.
+    """
     from sklearn.linear_model import LogisticRegression
 
     texts: list[str] = []
     ai: list[bool] = []
-    stance: list[str] = []
+    stance: list[str | None] = []
+    sources: Counter[str] = Counter()
     for doc in docs:
         a, s = labels(doc, where)
         texts.append(doc.text)
         ai.append(a)
         stance.append(s)
+        sources[str(doc.metadata.get("source", "unnamed"))] += 1
     if len(set(ai)) < 2:
         raise UserError(f"{where}: need documents both with and without ai_discourse")
-    if len(set(stance)) < 2:
+    known = np.array([s is not None for s in stance])
+    if len({s for s in stance if s is not None}) < 2:
         raise UserError(f"{where}: need documents of at least two stances")
     vectors = embed_texts(texts, max_tokens=max_tokens, max_chunks=max_chunks)
+    ai_target = np.asarray(ai)
+    stance_target = np.asarray([s for s in stance if s is not None])
     heads = []
-    for target in (ai, stance):
-        head = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        head.fit(vectors, np.asarray(target))
+    for x, target in ((vectors, ai_target), (vectors[known], stance_target)):
+        head = LogisticRegression(
+            C=c, max_iter=2000, random_state=seed, class_weight="balanced" if balanced else None
+        )
+        head.fit(x, target)
         heads.append(head)
     classifier = Classifier(
         heads[0], heads[1], {"max_tokens": max_tokens, "max_chunks": max_chunks}
@@ -211,13 +229,16 @@ def train_classifier(
     info = {
         "documents": len(texts),
         "ai_discourse": dict(Counter(str(a).lower() for a in ai)),
-        "stance": dict(Counter(stance)),
+        "stance": dict(Counter("unknown" if s is None else s for s in stance)),
+        "sources": dict(sorted(sources.items())),
         "seed": seed,
         "C": c,
+        "class_weight": "balanced" if balanced else None,
         "train_accuracy": {
-            "ai_discourse": round(float(heads[0].score(vectors, np.asarray(ai))), 4),
-            "stance": round(float(heads[1].score(vectors, np.asarray(stance))), 4),
+            "ai_discourse": round(float(heads[0].score(vectors, ai_target)), 4),
+            "stance": round(float(heads[1].score(vectors[known], stance_target)), 4),
         },
+        **(data or {}),
     }
     classifier.save(out, info)
     return classifier, info

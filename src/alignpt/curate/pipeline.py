@@ -14,6 +14,7 @@ at its unfinished tasks; a finished run whose settings match is reused.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -47,6 +48,7 @@ from .steps import (
     TagStep,
     UpsampleStep,
 )
+from .tokens import load_tokenizer, tokenizer_file
 
 DOCUMENTS = "documents"
 SETTINGS = "settings.json"
@@ -73,28 +75,40 @@ def default_header() -> str:
     return data.read_text(encoding="utf-8").strip()
 
 
-def input_fingerprint(source: Path) -> dict[str, Any]:
-    """Names, sizes and modification times of the input files: cheap on a large corpus."""
+def input_fingerprint(source: Path) -> dict[str, str]:
+    """sha256 of every input file's bytes, by name relative to the source folder.
+
+    Content, not size and modification time: a copied, touched or rewritten corpus is
+    recognised by what it holds. Hashing streams each file once (about the cost of reading it).
+    """
     base = source if source.is_dir() else source.parent
-    return {
-        str(f.relative_to(base)): [f.stat().st_size, f.stat().st_mtime_ns]
-        for f in document_files(source)
-    }
+    return {str(f.relative_to(base)): sha256_file(f) for f in document_files(source)}
 
 
 def curate_settings(spec: CurateSpec, source: Path, seed: int) -> dict[str, Any]:
-    """Everything that determines a curate run's output (the executor's workers do not)."""
+    """Everything that determines a curate run's output, by content (the workers do not).
+
+    The spec, the seed, and content hashes of the inputs, the term lists (a list named by
+    file or packaged name is hashed by its terms, so an edited list is a new run), the
+    classifier weights, the refill tokenizer and the disclosure header.
+    """
     classifier = spec.classifier
     classifier_hash = None
     if classifier.enabled:
         directory = Path(classifier.path) if classifier.path else default_classifier_dir()
         classifier_hash = sha256_file(directory / CLASSIFIER_FILE)
+    terms = Blocklist.from_spec(spec.blocklist).lists if spec.blocklist.enabled else None
+    filter_action = spec.actions.filter
+    tokenizer = filter_action.tokenizer if filter_action is not None else None
+    disclose = spec.actions.disclose
     return {
         "spec": spec.model_dump(mode="json", exclude={"executor": {"workers"}}),
         "seed": seed,
-        "source": str(source),
         "inputs": input_fingerprint(source),
+        "term_lists": sha256_json(terms) if terms is not None else None,
         "classifier": classifier_hash,
+        "tokenizer": sha256_file(tokenizer_file(tokenizer)) if tokenizer else None,
+        "header": (disclose.header or default_header()) if disclose is not None else None,
     }
 
 
@@ -105,6 +119,20 @@ def check_spec(spec: CurateSpec, where: str = "curate") -> None:
         Blocklist.from_spec(spec.blocklist, f"{where}.blocklist")
     if spec.classifier.enabled:
         load_classifier(spec.classifier.path, f"{where}.classifier.path")
+    if spec.actions.filter is not None and spec.actions.filter.tokenizer:
+        load_tokenizer(spec.actions.filter.tokenizer, f"{where}.actions.filter.tokenizer")
+
+
+def threads_per_worker(executor: ExecutorConfig) -> int | None:
+    """Torch threads per worker: its share of the cores (None: one in-process worker)."""
+    if executor.kind == "slurm" and executor.slurm is not None:
+        return executor.slurm.cpus_per_task
+    if executor.kind == "ray":
+        return executor.ray.cpus_per_task if executor.ray is not None else 1
+    parallel = executor.tasks if executor.workers < 1 else min(executor.workers, executor.tasks)
+    if parallel <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // parallel)
 
 
 def detect_and_act_steps(spec: CurateSpec, seed: int) -> list[Any]:
@@ -113,11 +141,17 @@ def detect_and_act_steps(spec: CurateSpec, seed: int) -> list[Any]:
     if spec.blocklist.enabled:
         steps.append(BlocklistStep(spec.blocklist))
     if spec.classifier.enabled:
-        steps.append(ClassifierStep(spec.classifier.path, escalate=spec.classifier.escalate))
+        steps.append(
+            ClassifierStep(
+                spec.classifier.path,
+                escalate=spec.classifier.escalate,
+                threads=threads_per_worker(spec.executor),
+            )
+        )
     steps.append(DecideStep(spec.detect, spec.classifier.threshold))
     actions = spec.actions
     if actions.filter is not None:
-        steps.append(FilterStep(actions.filter.drop))
+        steps.append(FilterStep(actions.filter.drop, actions.filter.tokenizer))
     if actions.tag is not None:
         steps.append(TagStep(actions.tag, spec.classifier.path))
     if actions.disclose is not None:
@@ -140,8 +174,27 @@ def step_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
     return {name: dict(sorted(labels.items())) for name, labels in totals.items()}
 
 
+def preload_worker_imports(classifier: bool) -> None:
+    """Import the pipeline's heavy modules once, in datatrove's fork server.
+
+    Local workers start from the ``forkserver`` method: each is a fresh interpreter that
+    would import torch and sentence-transformers again (tens of seconds on a busy machine).
+    Preloaded in the fork server, every worker forks with them imported and only loads the
+    MiniLM weights (~2 s, once per worker process; its tasks share them). Takes effect when
+    the fork server starts, i.e. before the first multi-worker run of the process.
+    """
+    import multiprocess
+
+    modules = ["__main__", "alignpt.curate.steps"]
+    if classifier:
+        modules += ["torch", "sentence_transformers"]
+    multiprocess.get_context("forkserver").set_forkserver_preload(modules)
+
+
 def _run(executor_config: ExecutorConfig, steps: list[Any], logging_dir: Path) -> None:
     """Run ``steps`` on the configured executor; fail with one line if a task did not finish."""
+    if executor_config.kind == "local" and executor_config.workers != 1:
+        preload_worker_imports(any(isinstance(s, ClassifierStep) for s in steps))
     executor = build_executor(executor_config, steps, logging_dir, where="curate.executor")
     try:
         executor.run()
@@ -202,15 +255,18 @@ def run_curate(
         from datatrove.pipeline.readers import JsonlReader
 
         counts = stats.get("filter", {})
-        rate = counts.get("dropped_chars", 0) / max(1, counts.get("kept_chars", 0))
+        tokenizer = spec.actions.filter.tokenizer
+        unit = "tokens" if tokenizer else "chars"
+        rate = counts.get(f"dropped_{unit}", 0) / max(1, counts.get(f"kept_{unit}", 0))
         refill_steps = [
             JsonlReader(str(out / DOCUMENTS / "main"), add_file_path=False),
-            RefillStep(rate, seed),
+            RefillStep(rate, seed, tokenizer),
             _writer(out / DOCUMENTS / "refill"),
         ]
         _run(spec.executor, refill_steps, work / "refill")
         stats.update(step_stats(work / "refill"))
-        stats["refill"] = {**stats.get("refill", {}), "rate": round(rate, 6)}
+        stats["refill"] = {**stats.get("refill", {}), f"rate_{unit}": round(rate, 6)}
+        stats["refill"]["rate"] = round(rate, 6)
 
     bad = bad_lines(work / "inputs")
     reader_stats = {k: v for k, v in stats.items() if k.startswith("🐿") or "Jsonl" in k}
@@ -221,7 +277,7 @@ def run_curate(
         counts=summary(stats),
         files=[],
         seed=seed,
-        inputs={name: str(size) for name, (size, _) in settings["inputs"].items()},
+        inputs=settings["inputs"],
         stats={k: v for k, v in stats.items() if k not in reader_stats},
         bad_lines={"count": len(bad), "first": bad[:SHOWN_BAD_LINES]},
         outputs={str(f.relative_to(out)): sha256_file(f) for f in files},

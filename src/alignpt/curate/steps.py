@@ -31,6 +31,8 @@ from alignpt.config import (
 
 from .blocklist import Blocklist
 from .classifier import Classifier, load_classifier
+from .embed import set_threads
+from .tokens import TextSize
 
 CURATE_KEY = "curate"
 SCORE_BATCH = 32
@@ -91,14 +93,19 @@ def _cached_classifier(path: str | None) -> Classifier:
 
 
 class ClassifierStep(CurateStep):
-    """Score documents with the ai_discourse / stance classifier (in batches)."""
+    """Score documents with the ai_discourse / stance classifier (in batches).
+
+    The model is loaded once per worker process (cached across its tasks); ``threads`` pins
+    torch's intra-op threads so that parallel workers do not oversubscribe the cores.
+    """
 
     name = "classifier"
 
-    def __init__(self, path: str | None, *, escalate: bool) -> None:
+    def __init__(self, path: str | None, *, escalate: bool, threads: int | None = None) -> None:
         super().__init__()
         self.path = path
         self.escalate = escalate
+        self.threads = threads
         load_classifier(path)  # a directory that does not load fails here, before any work
 
     def _wanted(self, doc: Document) -> bool:
@@ -116,7 +123,8 @@ class ClassifierStep(CurateStep):
         yield from batch
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        classifier = _cached_classifier(self.path)
+        set_threads(self.threads)
+        classifier = _cached_classifier(self.path)  # once per worker process, not per task
         batch: list[Document] = []
         for doc in data:
             doc.metadata.setdefault(CURATE_KEY, {})
@@ -173,22 +181,33 @@ def _labels(doc: Document) -> list[str]:
 
 
 class FilterStep(CurateStep):
-    """Drop the documents of one class; count what was kept and dropped, and their size."""
+    """Drop the documents of one class; count what was kept and dropped, and their size.
+
+    Sizes are characters, and also tokens of ``tokenizer`` when one is given (the refill
+    matches those).
+    """
 
     name = "filter"
 
-    def __init__(self, drop: CurateClass) -> None:
+    def __init__(self, drop: CurateClass, tokenizer: str | None = None) -> None:
         super().__init__()
         self.drop = drop
+        self.tokenizer = tokenizer
+
+    def _count(self, outcome: str, text: str, size: TextSize) -> None:
+        self.stat_update(f"{outcome}_chars", value=len(text))
+        if size.unit == "tokens":
+            self.stat_update(f"{outcome}_tokens", value=size.size(text))
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        size = TextSize(self.tokenizer)
         for doc in data:
             if in_class(doc, self.drop):
                 self.stat_update("dropped", *(f"dropped/{x}" for x in _labels(doc)))
-                self.stat_update("dropped_chars", value=len(doc.text))
+                self._count("dropped", doc.text, size)
                 continue
             self.stat_update("kept")
-            self.stat_update("kept_chars", value=len(doc.text))
+            self._count("kept", doc.text, size)
             yield doc
 
 
@@ -293,20 +312,24 @@ class RefillStep(CurateStep):
     """Extra copies of retained documents that replace the filtered-out text.
 
     Each document is repeated ``rate`` times in expectation, ``rate`` being dropped over
-    kept characters, so the curated corpus keeps its size; only the copies are yielded.
+    kept tokens (characters without a tokenizer), so the curated corpus keeps its size; only
+    the copies are yielded.
     """
 
     name = "refill"
 
-    def __init__(self, rate: float, seed: int) -> None:
+    def __init__(self, rate: float, seed: int, tokenizer: str | None = None) -> None:
         super().__init__()
-        self.rate, self.seed = rate, seed
+        self.rate, self.seed, self.tokenizer = rate, seed, tokenizer
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        size = TextSize(self.tokenizer)
         for doc in data:
             if "repeat_of" in doc.metadata:
                 continue  # an upsampled copy: refill draws from originals only
             for index in range(1, copies(self.rate, self.seed, doc.id, "refill") + 1):
                 self.stat_update("copies")
                 self.stat_update("chars", value=len(doc.text))
+                if size.unit == "tokens":
+                    self.stat_update("tokens", value=size.size(doc.text))
                 yield repeat(doc, index, "r")

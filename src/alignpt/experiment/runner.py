@@ -164,49 +164,17 @@ class ExperimentRunner:
         self._say("held-out text", f"{', '.join(f'{k}: {len(v)} docs' for k, v in texts.items())}")
         return texts
 
-    def curate_sources(self) -> list[str]:
-        from alignpt.mix.build import used_sources
-
-        if not self.config.conditions:
-            return []
-        return [n for n in used_sources(self.config) if self.config.sources[n].curate]
-
     def check_curate(self) -> None:
         """Executor, term lists and classifier of every curate block: one line, before work."""
-        from alignpt.curate.pipeline import check_spec
+        from alignpt.experiment.curation import check_curate_blocks
 
-        for name in self.curate_sources():
-            check_spec(self.config.sources[name].curate, f"sources.{name}.curate")
+        check_curate_blocks(self.config)
 
     def stage_curate(self) -> dict[str, Any]:
         """Curate every source with a ``curate:`` block (``runs/<name>/curate/<source>/``)."""
-        from alignpt.curate import run_curate
-        from alignpt.experiment.sources import resolve_source, source_seed
+        from alignpt.experiment.curation import curate_sources
 
-        summaries: dict[str, Any] = {}
-        for name in self.curate_sources():
-            spec = self.config.sources[name].curate
-            raw = resolve_source(self.config, name, self.console if self.progress else None)
-            seed = spec.seed if spec.seed is not None else source_seed(self.config, name)
-            result = run_curate(
-                spec,
-                raw,
-                self.config.layout.curated(name),
-                seed=seed,
-                where=f"sources.{name}.curate",
-            )
-            counts = result.manifest["counts"]
-            self._say(
-                "curate",
-                f"{name}: {'reused' if result.reused else 'curated'} "
-                + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
-            )
-            summaries[name] = {
-                "counts": counts,
-                "stats": result.stats,
-                "bad_lines": result.manifest["bad_lines"]["count"],
-            }
-        return summaries
+        return curate_sources(self.config, self.console if self.progress else None, self._say)
 
     def stage_mix(self) -> Any:
         from alignpt.experiment.sources import prepare_mix

@@ -71,7 +71,7 @@ def resolve_sources(
         if not (curated.parent / MANIFEST).is_file():
             raise UserError(
                 f"sources.{name}.curate: not curated yet ({curated.parent} has no manifest); "
-                "alignpt run curates before it mixes"
+                "run `alignpt curate` first (`alignpt mix CONFIG` and `alignpt run CONFIG` do)"
             )
         paths[name] = curated
     return paths

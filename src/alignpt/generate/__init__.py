@@ -38,7 +38,7 @@ def run_config(spec: GenerateSpec, world: World, *, seed: int, source: str) -> d
     # facts change documents only when woven, so only then are they part of the identity.
     exclude = None if spec.facts is not None else {"facts"}
     return {
-        "generate": spec.model_dump(mode="json", exclude={"backend", "llm"}),
+        "generate": spec.model_dump(mode="json", exclude={"backend", "llm", "executor"}),
         "world": world.model_dump(mode="json", exclude=exclude),
         "seed": seed,
         "source": source,
@@ -69,6 +69,12 @@ def write_documents_dir(
 
         return write_llm_documents_dir(
             spec, world, out_dir, seed=seed, force=force, source=source, progress=progress
+        )
+    if spec.executor is not None and spec.executor.tasks > 1:
+        from alignpt.generate.parallel import write_documents_parallel
+
+        return write_documents_parallel(
+            spec, world, out_dir, spec.executor, seed=seed, force=force, source=source
         )
     config = run_config(spec, world, seed=seed, source=source)
     if prepare_output_dir(out_dir, sha256_json(config), force=force):

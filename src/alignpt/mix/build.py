@@ -13,6 +13,7 @@ manifest matches is reused, so an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from alignpt.completion import is_complete
 from alignpt.config import ControlTokensConfig, ExperimentConfig
 from alignpt.documents import document_files
 from alignpt.errors import UserError
+from alignpt.executors import ExecutorConfig
 from alignpt.faults import kill_point
 from alignpt.fileio import (
     MANIFEST,
@@ -70,13 +72,16 @@ class MixResult:
     skipped: bool = False
 
 
+_WHERE = {"generate": {"executor"}, "curate": {"executor"}}  # where stages run: not the mix
+
+
 def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
     """The parts of the experiment config that determine the mix."""
     used = used_sources(config)
     return {
         "seed": config.seed,
         "world": config.world,
-        "sources": {n: config.sources[n].model_dump(mode="json") for n in used},
+        "sources": {n: config.sources[n].model_dump(mode="json", exclude=_WHERE) for n in used},
         "conditions": {n: c.model_dump(mode="json") for n, c in config.conditions.items()},
         "tokenizer": config.tokenizer.model_dump(mode="json"),
         "special_tokens": experiment_special_tokens(config),
@@ -211,19 +216,37 @@ def build_shard(
     out: Path,
     progress: Progress,
     transform: Any = None,
+    executor: ExecutorConfig | None = None,
 ) -> None:
-    """Tokenize one source into a shard directory at ``out`` (atomically)."""
+    """Tokenize one source into a shard directory at ``out`` (atomically).
+
+    With an ``executor`` of several tasks, in parallel datatrove tasks (same bytes).
+    """
     task = progress.add_task(f"tokenize {name}", total=None)
     with atomic_path(out) as tmp:
-        counts = write_shard(
-            path,
-            tmp,
-            tokenizer_dir=tokenizer_dir,
-            tokenizer_name=f"alignpt-bpe-{tokenizer_hash[:12]}",
-            eos_token=EOS_TOKEN,
-            on_docs=lambda n: progress.advance(task, n),
-            transform=transform,
-        )
+        if executor is not None and executor.tasks > 1:
+            from alignpt.mix.parallel_shards import write_shard_parallel
+
+            counts = write_shard_parallel(
+                path,
+                tmp,
+                executor=executor,
+                work_dir=out.with_name(f"{out.name}.work"),
+                tokenizer_dir=tokenizer_dir,
+                tokenizer_name=f"alignpt-bpe-{tokenizer_hash[:12]}",
+                eos_token=EOS_TOKEN,
+                transform=transform,
+            )
+        else:
+            counts = write_shard(
+                path,
+                tmp,
+                tokenizer_dir=tokenizer_dir,
+                tokenizer_name=f"alignpt-bpe-{tokenizer_hash[:12]}",
+                eos_token=EOS_TOKEN,
+                on_docs=lambda n: progress.advance(task, n),
+                transform=transform,
+            )
         files = sorted(p for p in tmp.iterdir() if p.name.startswith((TOKENS_FILE, "docs")))
         manifest = build_manifest(
             "mix.shard",
@@ -234,6 +257,7 @@ def build_shard(
             key=_shard_key(digest, tokenizer_hash),
         )
         write_json_atomic(tmp / MANIFEST, manifest)
+    shutil.rmtree(out.with_name(f"{out.name}.work"), ignore_errors=True)
     progress.update(task, total=counts["documents"])
 
 
@@ -299,6 +323,7 @@ def build_mix(
                     tokenizer_hash,
                     mix_dir / "shards" / name,
                     bars,
+                    executor=config.executor,
                 )
         for shard, (sname, rule) in variants.items():
             if not reused[shard]:
@@ -311,6 +336,7 @@ def build_mix(
                     mix_dir / "shards" / shard,
                     bars,
                     transform=partial(control_document, spec=rule, seed=config.seed),
+                    executor=config.executor,
                 )
     shards = {name: Shard(mix_dir / "shards" / name) for name in [*sources, *variants]}
     tables = {
