@@ -10,11 +10,11 @@ from alignpt.errors import UserError
 from alignpt.evals.scoring import (
     document_nll,
     encode_pair,
-    load_model,
     perplexity,
     score_items,
 )
 from alignpt.items import EvalItem
+from alignpt.modeldir import load_model
 from eval_fixtures import hand_items, model_dir  # noqa: F401
 
 
