@@ -15,9 +15,8 @@ import torch
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.documents import Document, DocumentWriter
 from alignpt.shards import Shard
-from alignpt.train import train_condition
 from alignpt.train.validation import validation_windows
-from train_corpus import CODAS, OBJECTS, VERBS
+from train_corpus import CODAS, OBJECTS, VERBS, train_on_built_mix
 
 SEQ = 64
 PEOPLE = ["the farmer", "a teacher", "the council", "my neighbour", "the baker"]
@@ -91,7 +90,7 @@ def test_tiny_beats_unigram_on_held_out_documents_of_both_classes(tmp_path):
         },
     }
     config = parse_model(ExperimentConfig, data, "baseline.yaml")
-    final = train_condition(config, "base", seed=0, progress=False)
+    final = train_on_built_mix(config, "base", seed=0, progress=False)
 
     mix_dir = config.run_dir / "mix"
     windows = validation_windows(mix_dir, "base", seq_len=SEQ, n_windows=16)

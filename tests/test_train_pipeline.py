@@ -17,8 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignpt.config import ExperimentConfig, parse_model
 from alignpt.errors import UserError
-from alignpt.train import train_condition
 from mix_fixtures import write_sources
+from train_corpus import train_on_built_mix
 
 STEPS, BATCH, SEQ = 40, 8, 64
 
@@ -83,7 +83,7 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
 
 def test_cli_run_killed_after_checkpoint_resumes_bit_identically(setup, tmp_path):
     config, path = setup
-    clean = train_condition(config, "late", seed=0, out_dir=tmp_path / "clean", progress=False)
+    clean = train_on_built_mix(config, "late", seed=0, out_dir=tmp_path / "clean", progress=False)
     provenance = json.loads((clean / "alignpt.json").read_text())
     assert provenance["phase"] == "late" and provenance["tokens_seen"] == STEPS * BATCH * SEQ
     metrics = (tmp_path / "clean/metrics.jsonl").read_text()
@@ -112,7 +112,7 @@ def test_cli_run_killed_after_checkpoint_resumes_bit_identically(setup, tmp_path
 
 def test_finetune_phase_skip_and_provenance(setup, tmp_path):
     config, _ = setup
-    final = train_condition(config, "tuned", seed=1, out_dir=tmp_path, progress=False)
+    final = train_on_built_mix(config, "tuned", seed=1, out_dir=tmp_path, progress=False)
     provenance = json.loads((final / "alignpt.json").read_text())
     assert provenance["phase"] == "finetune"
     assert provenance["tokens_seen"] == (STEPS + 4) * BATCH * SEQ
@@ -124,28 +124,28 @@ def test_finetune_phase_skip_and_provenance(setup, tmp_path):
     assert tokenizer.decode(generated[0]).startswith("In 2100, an AI")
     assert generated.shape[1] > prompt["input_ids"].shape[1]
     stamp = (final / "model.safetensors").stat().st_mtime_ns
-    assert train_condition(config, "tuned", seed=1, out_dir=tmp_path, progress=False) == final
+    assert train_on_built_mix(config, "tuned", seed=1, out_dir=tmp_path, progress=False) == final
     assert (final / "model.safetensors").stat().st_mtime_ns == stamp  # skipped, not redone
 
 
 def test_bad_inputs_get_one_clear_line(setup, tmp_path):
     config, path = setup
     with pytest.raises(UserError, match="no condition 'nope' in the config"):
-        train_condition(config, "nope", seed=0)
+        train_on_built_mix(config, "nope", seed=0)
     bad = config.model_copy(deep=True)
     bad.model.preset = "huge"
     with pytest.raises(UserError, match=r"model\.preset: unknown preset 'huge'"):
-        train_condition(bad, "base", seed=0, out_dir=tmp_path / "huge")
+        train_on_built_mix(bad, "base", seed=0, out_dir=tmp_path / "huge")
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(UserError, match="output directory is not writable"):
-        train_condition(config, "base", seed=0, out_dir=blocker / "out")
+        train_on_built_mix(config, "base", seed=0, out_dir=blocker / "out")
 
     # A checkpoint of another condition in the output dir.
-    train_condition(config, "base", seed=0, out_dir=tmp_path / "base", progress=False)
+    train_on_built_mix(config, "base", seed=0, out_dir=tmp_path / "base", progress=False)
     (tmp_path / "base/final").rename(tmp_path / "base/final-moved")
     with pytest.raises(UserError, match="checkpoint belongs to condition 'base'"):
-        train_condition(config, "late", seed=0, out_dir=tmp_path / "base", resume=True)
+        train_on_built_mix(config, "late", seed=0, out_dir=tmp_path / "base", resume=True)
 
     # A tokenizer that no longer matches the shards.
     tokenizer_json = config.run_dir / "mix/tokenizer/tokenizer.json"
@@ -163,7 +163,7 @@ def test_bad_inputs_get_one_clear_line(setup, tmp_path):
 def test_torchrun_two_ranks_train_like_one(setup, tmp_path):
     """``torchrun -m alignpt train`` with 2 gloo ranks: the real mix loader, same model."""
     config, path = setup
-    one = train_condition(config, "base", seed=5, out_dir=tmp_path / "one", progress=False)
+    one = train_on_built_mix(config, "base", seed=5, out_dir=tmp_path / "one", progress=False)
     command = [
         sys.executable,
         "-m",

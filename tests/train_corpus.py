@@ -100,3 +100,16 @@ def run_spec(out_dir: Path, train: TrainConfig, phases: list[str], **identity: A
         identity=ident,
         progress=False,
     )
+
+
+def train_on_built_mix(config: Any, condition: str, **kwargs: Any) -> Path:
+    """``train_condition`` on the mix the experiment layer builds (as ``alignpt train`` does)."""
+    from alignpt.experiment.sources import prepare_mix
+    from alignpt.train import train_condition
+
+    return train_condition(
+        config,
+        condition,
+        prepare_mix=lambda: prepare_mix(config, progress=False).dir,
+        **kwargs,
+    )

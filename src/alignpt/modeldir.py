@@ -79,14 +79,17 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         raise UserError(f"{path}: cannot load a tokenizer ({first})") from None
 
 
-def _load_checked(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer of ``path`` in float32, or one clear line saying what is wrong."""
+def _check_model_dir(path: Path) -> None:
+    """One clear line when ``path`` lacks a config or a tokenizer."""
     if not (path / "config.json").is_file():
         raise UserError(f"{path}: not a model directory (no config.json)")
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError(f"{path}: model directory has no tokenizer (tokenizer.json)")
+
+
+def _load_weights(path: Path, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The model of ``path`` in float32, checked to fit ``tokenizer``, or one clear line."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -97,7 +100,22 @@ def _load_checked(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
             f"{path}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
             f"{rows} rows; the tokenizer does not belong to this model"
         )
-    return model, tokenizer
+    return model
+
+
+def _load_tokenizer_checked(path: Path) -> PreTrainedTokenizerBase:
+    _check_model_dir(path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot load model/tokenizer ({reason})") from None
+
+
+def _load_checked(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer of ``path`` in float32, or one clear line saying what is wrong."""
+    tokenizer = _load_tokenizer_checked(path)
+    return _load_weights(path, tokenizer), tokenizer
 
 
 def load_model(
@@ -131,13 +149,14 @@ def load_model_dir(
     ``add_chat_template`` installs alignpt's. A tokenizer without padding pads with EOS.
     """
     path = Path(path)
-    model, tokenizer = _load_checked(path)
+    tokenizer = _load_tokenizer_checked(path)
     if add_chat_template and not tokenizer.chat_template:
         install_chat_template(tokenizer)
-    if chat:
+    if chat:  # before the weights load, so a wrong model costs no time and prints no bar
         require_chat_template(tokenizer, str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    model = _load_weights(path, tokenizer)
     model.to(device or default_device())
     return LoadedModel(model, tokenizer, path, read_provenance(path))
 

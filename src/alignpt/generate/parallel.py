@@ -21,17 +21,12 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from alignpt.completion import prepare_output_dir
 from alignpt.config import GenerateSpec
 from alignpt.documents import Document, DocumentWriter, read_documents
 from alignpt.errors import UserError
 from alignpt.executors import ExecutorConfig, build_executor
-from alignpt.fileio import (
-    atomic_path,
-    build_manifest,
-    prepare_output_dir,
-    sha256_json,
-    write_json_atomic,
-)
+from alignpt.fileio import atomic_path, build_manifest, sha256_json, write_json_atomic
 from alignpt.generate import DOCUMENTS_FILE, run_config
 from alignpt.generate.plan import make_plan
 from alignpt.generate.procedural import GENERATOR, realise
