@@ -348,6 +348,16 @@ CASES = [
         ],
         "--lr: Input should be greater than 0",
     ),
+    # --- the command line's own parse errors: one line, not click's box -------------------
+    Case("cli-int-not-int", lambda root: ["generate", "docs", "--n", "abc"], "'--n'"),
+    Case("cli-unknown-option", lambda root: ["generate", "docs", "--bogus"], "--bogus"),
+    Case("cli-missing-config", lambda root: ["run"], "Missing argument 'config'"),
+    Case("cli-option-without-value", lambda root: ["evaluate", "--model"], "'--model'"),
+    Case("cli-epochs-float", lambda root: ["posttrain", "sft", "--epochs", "1.5"], "'--epochs'"),
+    Case("cli-unknown-command", lambda root: ["trian"], "No such command 'trian'"),
+    Case("cli-unknown-subcommand", lambda root: ["posttrain", "bild"], "No such command 'bild'"),
+    Case("cli-plan-bad-gpus", lambda root: ["plan", "x.yaml", "--gpus", "many"], "'--gpus'"),
+    Case("cli-seed-not-int", lambda root: ["train", "x.yaml", "--seed", "s"], "'--seed'"),
 ]
 
 

@@ -130,3 +130,24 @@ def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:
         and "unknown family 'no_such_family'" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_force_replaces_only_models_of_another_config(tmp_path: Path) -> None:
+    from alignpt.errors import UserError
+
+    config = tiny_config(tmp_path)
+    config.train.workers = 1
+    run_experiment(config, progress=False)
+    weights = tmp_path / "tiny" / "train" / "baseline" / "seed0" / "final" / "model.safetensors"
+    first = weights.read_bytes()
+    stamp = weights.stat().st_mtime_ns
+    run_experiment(config, progress=False, force=True)
+    assert weights.stat().st_mtime_ns == stamp  # same config: --force reuses the model
+
+    changed = tiny_config(tmp_path)
+    changed.train.workers = 1
+    changed.train.lr = config.train.lr * 3
+    with pytest.raises(UserError, match=r"alignpt run --force"):
+        run_experiment(changed, progress=False)
+    run_experiment(changed, progress=False, force=True)
+    assert weights.read_bytes() != first  # another config: --force retrained it

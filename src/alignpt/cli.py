@@ -8,6 +8,7 @@ import click
 import typer
 import typer.core
 from rich.console import Console
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from alignpt import __version__
 from alignpt.commands import analyse as analyse_commands
@@ -74,17 +75,38 @@ sample_commands.register(app)
 train_commands.register(app)
 
 
+def _usage_line(error: UsageError) -> str:
+    """A parse error as one line: the command, what is wrong, where help is."""
+    command = error.ctx.command_path if error.ctx is not None else "alignpt"
+    message = " ".join(error.format_message().split())
+    return f"{command}: {message} (see {command} --help)"
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    """Entry point: user errors become one line on stderr and a non-zero exit.
+
+    Typer's click runs outside its standalone mode so that its own parse errors (a bad ``--n abc``, an
+    unknown option, a missing argument) reach us and print as one line too, instead of its
+    multi-line box (typer vendors click and exports these error classes only from
+    ``typer._click``); ``--help``, ``--version`` and ``typer.Exit`` codes pass through unchanged.
+    """
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:
+        error.show()  # ``alignpt`` (or a group) with no arguments: its help, as click does
+        sys.exit(error.exit_code)
+    except UsageError as error:
+        err_console.print(f"error: {_usage_line(error)}", markup=False)
+        sys.exit(error.exit_code)
     except UserError as error:
         for line in str(error).splitlines() or ["error"]:
             err_console.print(f"error: {line}", markup=False)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted", markup=False)
         sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

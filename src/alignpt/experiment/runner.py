@@ -197,15 +197,8 @@ class ExperimentRunner:
         finished = run_jobs(
             train_job,
             [
-                # a new mix voids every old model
-                (
-                    self.config,
-                    c,
-                    s,
-                    mix.dir,
-                    self.progress and workers == 1,
-                    self.force and not mix.skipped,
-                )
+                # --force replaces models of another config or mix; same ones are reused
+                (self.config, c, s, mix.dir, self.progress and workers == 1, self.force)
                 for c, s in jobs
             ],
             workers=workers,

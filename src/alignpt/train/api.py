@@ -56,7 +56,9 @@ def _check_tokenizer(mix_dir: Path, manifest: dict) -> None:
 def _previous_run(out: Path, identity: dict, *, resume: bool, force: bool) -> Path | None:
     """The finished model to reuse, or None after clearing/accepting what ``out`` holds."""
     final = out / FINAL / PROVENANCE
-    if final.is_file() and not force:
+    # ``alignpt run`` trains with resume and force together: force then replaces only what came
+    # from another config and still reuses a finished model of this one.
+    if final.is_file() and (resume or not force):
         import json
 
         done = json.loads(final.read_text())

@@ -90,7 +90,8 @@ def check_identity(path: Path, meta: dict[str, Any], expected: dict[str, Any]) -
                 got, want = got[:12], str(want)[:12]
             raise UserError(
                 f"{path}: checkpoint belongs to {field} '{got}', this run has '{want}'; "
-                "use another out dir or drop --resume and pass --force to restart"
+                "start it over with `alignpt run --force` (or `alignpt train --force` without "
+                "--resume), or use another out dir"
             )
 
 
