@@ -444,8 +444,17 @@ def test_finished_run_store_serves_only_an_identical_finished_run(server, refere
         (prompts / "diary.txt").write_text(text + "\nKeep it under a page.\n")
         assert "reused" not in run_in_process(spec, tmp_path / "f")
         assert len(log_entries(log)) == 9
-    renamed = spec.model_copy(update={"llm": spec.llm.model_copy(update={"model": "other"})})
-    assert run_key(sha256_json(run_config(renamed, world, seed=0, source="synthetic"))) != key
+
+    def key_of(spec: GenerateSpec, seed: int = 0, **llm: object) -> str:
+        spec = spec.model_copy(update={"llm": spec.llm.model_copy(update=llm)})
+        return run_key(sha256_json(run_config(spec, world, seed=seed, source="synthetic")))
+
+    now = key_of(spec)  # diary.txt was edited since ``key``
+    assert now == key_of(spec) != key
+    variants = [key_of(spec, model="other"), key_of(spec, temperature=0.7)]
+    variants += [key_of(spec, top_p=0.9), key_of(spec, seed=7), key_of(spec, seed=1)]
+    variants += [key_of(spec.model_copy(update={"n": 4}))]
+    assert now not in variants and len(set(variants)) == len(variants)
 
     # a run with failures is not stored; its re-run sends only the failed documents
     with fault_proxy(url, log, rate=0.35, seed=1, faults="empty", permanent=0.3) as proxy:
