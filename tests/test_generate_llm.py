@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,11 @@ import yaml
 
 from alignpt.config import GenerateSpec, QualityGate
 from alignpt.documents import read_documents
+from alignpt.fileio import manifest_content_hash, sha256_json
 from alignpt.generate import write_documents_dir
+from alignpt.generate.llm import run_config
 from alignpt.generate.llm.cache import RequestStore, prompt_sha256
+from alignpt.generate.llm.finished import run_key
 from alignpt.generate.llm.gate import Gate
 from alignpt.generate.llm.jobs import JobFactory
 from alignpt.worlds import load_world
@@ -394,3 +398,74 @@ def test_brainstormed_ideas_seed_the_documents_and_are_cached(server, tmp_path):
     prompts = [e["prompt"] for e in log_entries(log)]
     assert len(set(prompts)) == len(prompts)  # one brainstorm per group, even in parallel
     assert docs_of(tmp_path / "a/docs") == docs_of(tmp_path / "b/docs")
+
+
+def test_finished_run_store_serves_only_an_identical_finished_run(server, reference, tmp_path):
+    """A finished run's output is served to an identical config only, byte for byte.
+
+    Hit: no request, same files as the normal (request-cache) path, same manifest content.
+    Miss on each input that shapes a prompt: requests go out again (or, for the model name,
+    which this server cannot serve twice, the key differs). A run with failed documents is
+    not stored; its re-run retries only those and is then stored.
+    """
+    url, model = server
+    log, cache, prompts = tmp_path / "requests.jsonl", tmp_path / "cache", tmp_path / "prompts"
+    prompts.mkdir()
+    world = load_world("default")
+    names = ("documents.jsonl.gz", "failures.jsonl", "dropped.jsonl")
+
+    def files(out: Path) -> list[bytes]:
+        return [(out / name).read_bytes() for name in names]
+
+    with fault_proxy(url, log) as proxy:
+        diaries = {"n": 3, "prompts_dir": str(prompts), "generate": {"genres": ["diary"]}}
+        spec = spec_for(proxy, model, cache, **diaries)
+        key = run_key(sha256_json(run_config(spec, world, seed=0, source="synthetic")))
+        first = run_in_process(spec, tmp_path / "a")
+        assert len(log_entries(log)) == 3 and "reused" not in first
+        shutil.rmtree(cache / "finished")  # the normal path, every request cached
+        normal = run_in_process(spec, tmp_path / "b")
+        served = run_in_process(spec, tmp_path / "c")
+        assert len(log_entries(log)) == 3
+        assert "reused" not in normal and served["reused"] == {"finished_run": key}
+        assert files(tmp_path / "a") == files(tmp_path / "b") == files(tmp_path / "c")
+        assert manifest_content_hash(tmp_path / "b") == manifest_content_hash(tmp_path / "c")
+        # stored bytes that changed are never served: the normal path, then stored again
+        stored = cache / "finished" / key / "documents.jsonl.gz"
+        stored.unlink()
+        stored.write_bytes(gzip.compress(b'{"id": "x", "text": "y"}\n'))
+        assert "reused" not in run_in_process(spec, tmp_path / "d")
+        assert files(tmp_path / "d") == files(tmp_path / "a") and len(log_entries(log)) == 3
+        # a sampling parameter, then a template's text: a miss, and the requests go out again
+        sampled = spec_for(proxy, model, cache, max_tokens=7, **diaries)
+        assert "reused" not in run_in_process(sampled, tmp_path / "e")
+        assert len(log_entries(log)) == 6
+        text = (REPO / "src/alignpt/generate/prompts/llm/diary.txt").read_text()
+        (prompts / "diary.txt").write_text(text + "\nKeep it under a page.\n")
+        assert "reused" not in run_in_process(spec, tmp_path / "f")
+        assert len(log_entries(log)) == 9
+
+    def key_of(spec: GenerateSpec, seed: int = 0, **llm: object) -> str:
+        spec = spec.model_copy(update={"llm": spec.llm.model_copy(update=llm)})
+        return run_key(sha256_json(run_config(spec, world, seed=seed, source="synthetic")))
+
+    now = key_of(spec)  # diary.txt was edited since ``key``
+    assert now == key_of(spec) != key
+    variants = [key_of(spec, model="other"), key_of(spec, temperature=0.7)]
+    variants += [key_of(spec, top_p=0.9), key_of(spec, seed=7), key_of(spec, seed=1)]
+    variants += [key_of(spec.model_copy(update={"n": 4}))]
+    assert now not in variants and len(set(variants)) == len(variants)
+
+    # a run with failures is not stored; its re-run sends only the failed documents
+    with fault_proxy(url, log, rate=0.35, seed=1, faults="empty", permanent=0.3) as proxy:
+        spec = spec_for(proxy, model, tmp_path / "cache2", retries=1)
+        partial = run_in_process(spec, tmp_path / "g")
+    assert partial["counts"]["failed"] > 0 and not (tmp_path / "cache2" / "finished").exists()
+    retry_log = tmp_path / "retry.jsonl"
+    with fault_proxy(url, retry_log) as proxy:
+        spec = spec_for(proxy, model, tmp_path / "cache2")
+        resumed = run_in_process(spec, tmp_path / "h")
+        assert len(log_entries(retry_log)) == partial["counts"]["failed"]
+        assert "reused" not in resumed and resumed["counts"]["failed"] == 0
+        assert run_in_process(spec, tmp_path / "i")["reused"]
+    assert docs_of(tmp_path / "h") == docs_of(tmp_path / "i") == reference

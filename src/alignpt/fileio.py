@@ -7,6 +7,7 @@ name beside the destination and renamed into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -198,11 +199,19 @@ def package_versions(
     names: tuple[str, ...] = ("alignpt", "torch", "transformers", "tokenizers", "datatrove"),
 ) -> dict[str, str]:
     """Installed versions of the packages that shape a result."""
+    return dict(_package_versions(names))
+
+
+@functools.cache
+def _package_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Looked up once per process: each ``metadata.version`` scans every ``sys.path``
+    entry's distributions (milliseconds each, a noticeable share of a cached re-run), and
+    the installed versions do not change while a process runs."""
     versions = {"python": platform.python_version()}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-    return versions
+    return tuple(versions.items())
 
 
 def build_manifest(

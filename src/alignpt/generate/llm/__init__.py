@@ -11,6 +11,10 @@ A run goes in three steps:
 3. **assemble** — documents are built in index order from the cache, passed through the
    quality gate, and written with the manifest under a temporary name, then renamed.
 
+A run whose every document finished is kept in the finished-run store (``finished.py``),
+keyed by everything that determines its prompts and bytes; a re-run of the same config (into
+a new directory) takes its files from there and skips all three steps.
+
 A SIGKILL at any point loses at most the requests in flight: finished requests are in the
 cache, and re-running the same command resumes.
 """
@@ -37,6 +41,7 @@ from alignpt.fileio import (
 )
 from alignpt.generate.llm.cache import Completion, RequestStore
 from alignpt.generate.llm.endpoint import api_key, probe
+from alignpt.generate.llm.finished import FinishedStore, run_key
 from alignpt.generate.llm.gate import Gate, stored_overlap
 from alignpt.generate.llm.jobs import BRAINSTORM, Job, JobFactory, Resolved
 from alignpt.generate.llm.prompts import prompts_fingerprint
@@ -47,6 +52,7 @@ GENERATOR = "llm"
 DOCUMENTS_FILE = "documents.jsonl.gz"
 FAILURES_FILE = "failures.jsonl"
 DROPPED_FILE = "dropped.jsonl"
+OUTPUT_FILES = (DOCUMENTS_FILE, FAILURES_FILE, DROPPED_FILE)
 PENDING_FILE = "pending.json"
 # Fields of the llm block that decide how requests travel, not what the documents are:
 # changing them does not make a different run.
@@ -361,9 +367,13 @@ def write_llm_documents_dir(
     config_hash = sha256_json(config)
     if prepare_output_dir(out_dir, config_hash, force=force):
         return out_dir
-    jobs = JobFactory(spec, world, seed=seed, source=source)
     cache_dir = Path(llm.cache_dir) if llm.cache_dir else default_cache_dir(out_dir)
     work = work_dir_for(out_dir)
+    finished, key = FinishedStore(cache_dir), run_key(config_hash)
+    if _serve_finished(finished, key, out_dir, config=config, seed=seed, world=world, llm=llm):
+        shutil.rmtree(work, ignore_errors=True)  # a killed earlier run's, now done
+        return out_dir
+    jobs = JobFactory(spec, world, seed=seed, source=source)
     _discard_stale_work_dir(work, config_hash)
     planned = [jobs.job(i) for i in range(jobs.n)]  # each prompt rendered once per run
     resolved = _resolve_all(jobs, planned, cache_dir)
@@ -385,7 +395,7 @@ def write_llm_documents_dir(
             "generate",
             config=config,
             counts=counts,
-            files=[tmp / DOCUMENTS_FILE, tmp / FAILURES_FILE, tmp / DROPPED_FILE],
+            files=[tmp / name for name in OUTPUT_FILES],
             seed=seed,
             world=world.name,
             generator=GENERATOR,
@@ -394,4 +404,47 @@ def write_llm_documents_dir(
         )
         write_json_atomic(tmp / "manifest.json", manifest)
     shutil.rmtree(work, ignore_errors=True)
+    if counts["failed"] == 0:  # a run with failures is re-run the normal way, to retry them
+        stored = {k: v for k, v in counts.items() if k != "requests"}
+        finished.store(
+            key, out_dir, list(OUTPUT_FILES), {"counts": stored, "prompt_templates": templates}
+        )
     return out_dir
+
+
+def _serve_finished(
+    finished: FinishedStore,
+    key: str,
+    out_dir: Path,
+    *,
+    config: dict[str, Any],
+    seed: int,
+    world: World,
+    llm: LLMSpec,
+) -> bool:
+    """Write the stored output of finished run ``key`` to ``out_dir``; False if not stored.
+
+    The files are the stored bytes; the manifest is built as a normal re-run with every
+    request cached would build it (no request made, none pending), plus ``reused``.
+    """
+    record = finished.lookup(key)
+    if record is None:
+        return False
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        files = finished.serve(record, tmp)
+        counts = record["counts"] | {"requests": {"pending_at_start": 0}}
+        manifest = build_manifest(
+            "generate",
+            config=config,
+            counts=counts,
+            files=files,
+            seed=seed,
+            world=world.name,
+            generator=GENERATOR,
+            model=llm.model,
+            prompt_templates=record["prompt_templates"],
+            reused={"finished_run": key},
+        )
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return True
