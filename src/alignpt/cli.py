@@ -85,9 +85,9 @@ def _usage_line(error: UsageError) -> str:
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit.
 
-    Typer's click runs outside its standalone mode so that its own parse errors (a bad ``--n abc``, an
-    unknown option, a missing argument) reach us and print as one line too, instead of its
-    multi-line box (typer vendors click and exports these error classes only from
+    Typer's click runs outside its standalone mode so that its own parse errors (a bad
+    ``--n abc``, an unknown option, a missing argument) reach us and print as one line too,
+    instead of its multi-line box (typer vendors click and exports these error classes only from
     ``typer._click``); ``--help``, ``--version`` and ``typer.Exit`` codes pass through unchanged.
     """
     try:
