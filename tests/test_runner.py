@@ -150,4 +150,12 @@ def test_force_replaces_only_models_of_another_config(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"alignpt run --force"):
         run_experiment(changed, progress=False)
     run_experiment(changed, progress=False, force=True)
-    assert weights.read_bytes() != first  # another config: --force retrained it
+    retrained = weights.read_bytes()
+    assert retrained != first  # another config: --force retrained it
+
+    # an unfinished model of this config (final/ gone, checkpoints kept) is resumed, not wiped
+    shutil.rmtree(weights.parent)
+    marker = weights.parents[1] / "checkpoints" / "kept"
+    marker.write_text("")
+    run_experiment(changed, progress=False, force=True)
+    assert marker.exists() and weights.read_bytes() == retrained

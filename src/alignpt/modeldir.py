@@ -105,11 +105,7 @@ def _load_weights(path: Path, tokenizer: PreTrainedTokenizerBase) -> PreTrainedM
 
 def _load_tokenizer_checked(path: Path) -> PreTrainedTokenizerBase:
     _check_model_dir(path)
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot load model/tokenizer ({reason})") from None
+    return load_tokenizer(path)
 
 
 def _load_checked(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

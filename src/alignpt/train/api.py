@@ -14,6 +14,7 @@ from alignpt.errors import UserError
 from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
 from alignpt.mixdir import TokenWindowLoader, manifest_sha256, phase_budgets, tokenizer_dir
 from alignpt.modeldir import PROVENANCE
+from alignpt.train.checkpoint import CHECKPOINTS, resumable
 from alignpt.train.distributed import broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
@@ -66,7 +67,8 @@ def _previous_run(out: Path, identity: dict, *, resume: bool, force: bool) -> Pa
         if all(done.get(k) == identity[k] for k in keys):
             return out / FINAL
     busy = out.is_dir() and any(out.iterdir())
-    if busy and force:
+    # with resume too, force keeps an unfinished run of this config and resumes it
+    if busy and force and not (resume and resumable(out / CHECKPOINTS, identity)):
         shutil.rmtree(out)
     elif busy and not resume:
         raise UserError(

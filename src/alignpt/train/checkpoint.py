@@ -24,6 +24,7 @@ from alignpt.errors import UserError
 from alignpt.fileio import atomic_path
 from alignpt.modeldir import save_model_dir
 
+CHECKPOINTS = "checkpoints"  # under a training run's directory
 STATE_PT = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -75,6 +76,15 @@ def checkpoint_dirs(root: Path) -> list[Path]:
         if (m := _STEP_DIR.match(p.name)) and (p / STATE_JSON).is_file()
     ]
     return [p for _, p in sorted(found)]
+
+
+def resumable(root: Path, identity: dict[str, Any]) -> bool:
+    """Whether the newest checkpoint under ``root`` belongs to the run ``identity`` names."""
+    found = checkpoint_dirs(root)
+    if not found:
+        return False
+    meta = json.loads((found[-1] / STATE_JSON).read_text())
+    return all(meta.get(field) == identity.get(field) for field in IDENTITY_FIELDS)
 
 
 def step_dir_name(step: int) -> str:

@@ -154,7 +154,7 @@ class Trainer:
         self.micro_batch = micro_batch_size(self.train, ctx.world_size)
         self.tokens_per_step = tokens_per_step(self.train, spec.seq_len)
         self.total_steps = sum(p.steps for p in spec.plan)
-        self.ckpt_root = spec.out_dir / "checkpoints"
+        self.ckpt_root = spec.out_dir / ckpt.CHECKPOINTS
         compile_model = (
             self.train.compile if self.train.compile is not None else ctx.device.type == "cuda"
         )
