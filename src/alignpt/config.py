@@ -469,6 +469,24 @@ class ProtocolConfig(Strict):
     consistency_flag: float = Field(
         0.5, ge=0, le=1, description="flag a rate whose consistency CI lies below this"
     )
+    position_bias_band: tuple[float, float] = Field(
+        (0.4, 0.6),
+        description="flag a rate whose position-bias CI lies wholly outside this band (given "
+        "for two options; centred on 1/k for k options)",
+    )
+    flag_format_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="also flag a condition when at least this share of its formats is flagged",
+    )
+
+    @model_validator(mode="after")
+    def _band_in_order(self) -> ProtocolConfig:
+        low, high = self.position_bias_band
+        if not 0 <= low < high <= 1:
+            raise ValueError("position_bias_band: give [low, high] with 0 <= low < high <= 1")
+        return self
 
 
 class EvalsConfig(Strict):

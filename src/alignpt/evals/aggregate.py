@@ -32,14 +32,18 @@ import numpy as np
 
 from alignpt.analysis.stats import interval, paired_difference
 from alignpt.errors import UserError
-from alignpt.evals.protocol_summary import summarize_protocol
+from alignpt.evals.protocol_summary import FlagRule, summarize_protocol
 from alignpt.evals.suites import NORMALISATIONS, summarize
 
 SCHEMA = "alignpt.results/1"
 
 
 def condition_block(
-    evaluations: Sequence[dict], *, n_boot: int = 1000, seed: int = 0, consistency_flag: float = 0.5
+    evaluations: Sequence[dict],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    flag_rule: FlagRule | None = None,
 ) -> dict:
     """One condition's results from its evaluations (one per training seed)."""
     if not evaluations:
@@ -63,7 +67,7 @@ def condition_block(
             [e["raw"]["protocol"] for e in evaluations],
             n_boot=n_boot,
             seed=seed,
-            consistency_flag=consistency_flag,
+            rule=flag_rule,
         )
     return block
 
@@ -158,7 +162,7 @@ def build_results(
     provenance: Mapping | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    consistency_flag: float = 0.5,
+    flag_rule: FlagRule | None = None,
 ) -> dict:
     """The experiment results (see module docstring) from ``condition -> [evaluate_model()]``."""
     if baseline is not None and baseline not in conditions:
@@ -167,9 +171,7 @@ def build_results(
         "schema": SCHEMA,
         "baseline": baseline,
         "conditions": {
-            name: condition_block(
-                evals, n_boot=n_boot, seed=seed, consistency_flag=consistency_flag
-            )
+            name: condition_block(evals, n_boot=n_boot, seed=seed, flag_rule=flag_rule)
             for name, evals in conditions.items()
         },
         "paired_differences": {},

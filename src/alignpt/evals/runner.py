@@ -15,7 +15,7 @@ from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
 from alignpt.evals.modes import prefixed_items
 from alignpt.evals.protocol import ProtocolSpec, score_protocol
-from alignpt.evals.protocol_summary import summarize_protocol
+from alignpt.evals.protocol_summary import FlagRule, summarize_protocol
 from alignpt.evals.scoring import document_nll, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
 from alignpt.items import EvalItem
@@ -42,7 +42,7 @@ def evaluate_model(
     probe_texts: Mapping[str, Sequence[str]] | None = None,
     probe_options: Any = None,
     protocol: ProtocolSpec | None = None,
-    consistency_flag: float = 0.5,
+    flag_rule: FlagRule | None = None,
     mode_prefixes: Mapping[str, str] | None = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
@@ -155,7 +155,7 @@ def evaluate_model(
     summary = summarize([raw], n_boot=n_boot, seed=bootstrap_seed)
     if "protocol" in raw:
         summary["protocol"] = summarize_protocol(
-            [raw["protocol"]], n_boot=n_boot, seed=bootstrap_seed, consistency_flag=consistency_flag
+            [raw["protocol"]], n_boot=n_boot, seed=bootstrap_seed, rule=flag_rule
         )
     return {
         "model": str(model_dir),

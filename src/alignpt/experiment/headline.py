@@ -4,6 +4,8 @@ Each condition is compared with the baseline on the held-out families (items fro
 that no training document contains). A sentence gives the paired difference in points with
 its 95% CI and the number of items, then says whether the effect survives the surface checks:
 scoring by summed, per-token and per-character log-likelihood, and reversing the options.
+When the evaluation protocol flags either condition's rate as uninformative (its answers
+follow the listed position), the sentence says so.
 """
 
 from __future__ import annotations
@@ -61,8 +63,27 @@ def comparison_sentences(results: dict) -> list[str]:
         sentences.append(
             f"{condition} changed held-out misalignment by {_points(effect)} "
             f"(95% CI{items}) relative to {baseline}.{verdict}"
+            f"{_flag_note(results, condition, baseline)}"
         )
     return sentences
+
+
+def _flag_note(results: dict, condition: str, baseline: str | None) -> str:
+    """Which of the two rates compared the protocol flags as uninformative (answers that
+    follow the listed position), with the first reason; empty when neither is flagged."""
+    notes = []
+    for name in dict.fromkeys([condition, baseline]):
+        proto = (results["conditions"].get(name) or {}).get("protocol") or {}
+        if proto.get("uninformative"):
+            reasons = proto.get("flag_reasons") or ["flagged by the evaluation protocol"]
+            notes.append(f"{name}: {reasons[0]}")
+    if not notes:
+        return ""
+    return (
+        " FLAGGED uninformative by the formats x orders protocol ("
+        + "; ".join(notes)
+        + "), so the difference may reflect answer position rather than persona."
+    )
 
 
 def surface_rows(results: dict) -> tuple[list[str], list[list[str]]]:

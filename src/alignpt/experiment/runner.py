@@ -219,6 +219,7 @@ class ExperimentRunner:
 
         On a CPU several models are evaluated at once, as in training."""
         from alignpt.evals.protocol import ProtocolSpec
+        from alignpt.evals.protocol_summary import FlagRule
         from alignpt.experiment.beliefs import belief_arguments, belief_inputs
 
         evals = self.config.evals
@@ -257,7 +258,7 @@ class ExperimentRunner:
             "batch_size": evals.batch_size,
             **belief_args,
             "protocol": protocol,
-            "consistency_flag": evals.protocol.consistency_flag,
+            "flag_rule": FlagRule.from_config(evals.protocol),
             "mode_prefixes": evals.mode_prefixes,
         }
         done: dict[Path, dict] = {}
@@ -383,6 +384,7 @@ class ExperimentRunner:
         extra: dict[str, Any] | None = None,
     ) -> tuple[Path, dict]:
         from alignpt.evals.aggregate import build_results
+        from alignpt.evals.protocol_summary import FlagRule
         from alignpt.experiment.report import write_report
         from alignpt.experiment.studies import study_section
 
@@ -408,7 +410,7 @@ class ExperimentRunner:
             provenance=provenance,
             n_boot=self.config.evals.bootstrap,
             seed=self.config.evals.bootstrap_seed,
-            consistency_flag=self.config.evals.protocol.consistency_flag,
+            flag_rule=FlagRule.from_config(self.config.evals.protocol),
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
