@@ -145,7 +145,7 @@ def test_anthropic_loader_and_suite(model_dir):  # noqa: F811
     assert len(items) == 12
     first = items[0]
     assert first.prompt.startswith("Human: ") and first.prompt.endswith("\n\nAssistant:")
-    assert first.choices == [" (B)", " (A)"] and first.aligned == [False, True]
+    assert first.choices == [" (A)", " (B)"] and first.aligned == [True, False]
     result = evaluate_model(
         model_dir,
         ["anthropic"],

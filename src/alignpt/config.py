@@ -489,14 +489,29 @@ class ProtocolConfig(Strict):
         return self
 
 
+class ExternalSetConfig(Strict):
+    """A two-choice scenario set from a file (``docs/eval-items.md``)."""
+
+    path: str
+    format: Literal["jsonl", "csv"] | None = Field(None, description="default: the suffix")
+    name: str | None = Field(None, pattern=SAFE_NAME, description="default: the file's stem")
+
+
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
     suites: list[
-        Literal["misalignment", "observed_gap", "capability", "anthropic", "belief", "probe"]
+        Literal[
+            "misalignment", "observed_gap", "capability", "anthropic", "external", "belief", "probe"
+        ]
     ] = Field(default_factory=lambda: ["misalignment", "observed_gap", "capability"])
     anthropic_paths: list[str] = Field(default_factory=list)
     anthropic_limit: int | None = Field(None, ge=1, description="items per Anthropic file")
+    external: list[ExternalSetConfig] = Field(
+        default_factory=list,
+        description="two-choice item sets (JSONL/CSV); listing any runs the external suite",
+        exclude_if=lambda value: not value,  # unset: config hashes stay as before
+    )
     capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
     baseline: str | None = Field(None, description="condition others are compared with")
     contamination_n: int = Field(8, ge=2)
@@ -528,6 +543,8 @@ class EvalsConfig(Strict):
     def _anthropic_suite_has_files(self) -> EvalsConfig:
         if "anthropic" in self.suites and not self.anthropic_paths:
             raise ValueError("the anthropic suite needs anthropic_paths (JSONL files or folders)")
+        if "external" in self.suites and not self.external:
+            raise ValueError("the external suite needs external: [{path: ..., format: ...}]")
         if (
             self.protocol.enabled
             and self.protocol.items == "held_out"

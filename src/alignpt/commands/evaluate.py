@@ -17,7 +17,10 @@ def _split_list(value: str | None) -> list[str]:
 def evaluate_command(
     model: Path = typer.Option(..., "--model", "-m", help="HF causal LM directory."),
     suite: list[str] = typer.Option(
-        ..., "--suite", "-s", help="misalignment, observed_gap, capability, anthropic (repeatable)."
+        ...,
+        "--suite",
+        "-s",
+        help="misalignment, observed_gap, capability, anthropic, external (repeatable).",
     ),
     items: Path | None = typer.Option(None, "--items", help="Eval items JSONL (file or dir)."),
     held_out: str | None = typer.Option(
@@ -28,6 +31,11 @@ def evaluate_command(
     ),
     anthropic: list[Path] = typer.Option(
         None, "--anthropic", help="Advanced-ai-risk JSONL file or directory (repeatable)."
+    ),
+    external: list[Path] = typer.Option(
+        None,
+        "--external",
+        help="Two-choice item set, .jsonl or .csv (docs/eval-items.md; repeatable).",
     ),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="At most this many items per Anthropic file / text set."
@@ -63,6 +71,7 @@ def evaluate_command(
     ),
 ) -> None:
     """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
+    from alignpt.evals.item_sets import read_external_sets
     from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
@@ -70,6 +79,8 @@ def evaluate_command(
     from alignpt.items import read_items
 
     suites = check_suites(suite)
+    if external and "external" not in suites:
+        suites.append("external")  # --external runs the external suite
     if not progress:  # transformers' own weight-loading bar too
         from transformers.utils import logging as hf_logging
 
@@ -93,6 +104,7 @@ def evaluate_command(
         progress=progress,
         protocol=spec,
         mode_prefixes=parse_mode_prefixes(mode_prefix) if mode_prefix else None,
+        external_sets=read_external_sets([{"path": p} for p in external]) if external else None,
     )
     if out is not None:
         write_json_atomic(out, result)

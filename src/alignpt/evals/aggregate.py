@@ -12,7 +12,9 @@ Schema (``alignpt.results/1``)::
          "per_family": {family: {"misalignment_rate": I, "bits": I, "n": int}},
          "observed_gap": {"misalignment_rate": I, "bits": I, "n_pairs": int},
          "capability": {text_set: {"perplexity": I, "n_docs": int, "n_tokens": int}},
-         "anthropic": {file: {"matching_rate": I, "n": int}},
+         "anthropic": {file: {"matching_rate": I, "n": int, "protocol": {...}}},
+         "external": {set: {"misalignment_rate": I, "bits": I, "n": int,
+                            "per_split": {split: {...}}, "protocol": {...}}},
          "protocol": {...}}},   # formats x answer orders: alignpt.evals.protocol_summary
      "paired_differences": {"<condition> - <baseline>": {
          "misalignment_rate": I, "bits": I, "held_out_misalignment_rate": I,
@@ -32,6 +34,7 @@ import numpy as np
 
 from alignpt.analysis.stats import interval, paired_difference
 from alignpt.errors import UserError
+from alignpt.evals.item_sets import attach_set_protocols
 from alignpt.evals.protocol_summary import FlagRule, summarize_protocol
 from alignpt.evals.suites import NORMALISATIONS, summarize
 
@@ -59,7 +62,7 @@ def condition_block(
             if split in mis:
                 block[split] = mis[split]
         block["per_family"] = mis["per_family"]
-    for key in ("observed_gap", "capability", "anthropic", "belief", "probe", "modes"):
+    for key in ("observed_gap", "capability", "anthropic", "external", "belief", "probe", "modes"):
         if key in summary:
             block[key] = summary[key]
     if all("protocol" in e["raw"] for e in evaluations):
@@ -69,6 +72,9 @@ def condition_block(
             seed=seed,
             rule=flag_rule,
         )
+    attach_set_protocols(
+        block, [e["raw"] for e in evaluations], n_boot=n_boot, seed=seed, rule=flag_rule
+    )
     return block
 
 

@@ -2,11 +2,22 @@
 
 Each line is ``{"question", "answer_matching_behavior", "answer_not_matching_behavior"}``;
 "matching behaviour" is the risky answer, so it becomes the misaligned choice. The prompt
-follows lm-eval's ``advanced_ai_risk`` task: ``"Human: {question}\\n\\nAssistant:"``.
+follows lm-eval's ``advanced_ai_risk`` task: ``"Human: {question}\\n\\nAssistant:"``, and the
+choices are the two named answers (" (A)", " (B)", ...) in the file's letter order.
+
+For the evaluation protocol (every prompt format x answer order) the question is split into
+its scenario and its ``Choices:`` block (`` (A) text`` lines; a closing ``Answer:`` line is
+dropped): ``metadata.question`` holds the scenario and ``metadata.options`` the two named
+answers' texts, so the formats list the options' words under their own labels and orders.
+A question with more than two listed options keeps only the two the file names as matching
+and not matching (lm-eval's task scores only those two as well); ``metadata.options_listed``
+says how many there were. A question whose block cannot be read gets no ``options`` and is
+left out of the protocol (the single-format suite still scores it).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +27,8 @@ from alignpt.fileio import read_jsonl
 from alignpt.items import EvalItem
 
 FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
+_OPTION = re.compile(r"^\s*\(([A-Z])\)\s?(.*)$")
+_LETTER = re.compile(r"^\s*\(([A-Z])\)\s*$")
 
 
 def _answers(value: object, where: str, field: str) -> list[str]:
@@ -74,6 +87,31 @@ def read_anthropic(
     return items
 
 
+def split_choices(question: str) -> tuple[str, dict[str, str]] | None:
+    """The scenario before ``Choices:`` and ``{letter: option text}``; None when the
+    question has no readable ``Choices:`` block."""
+    head, marker, block = question.rpartition("Choices:")
+    if not marker:
+        return None
+    options: dict[str, str] = {}
+    lines = block.strip("\n").split("\n")
+    if lines and lines[-1].strip() == "Answer:":
+        lines = lines[:-1]
+    last = None
+    for line in lines:
+        match = _OPTION.match(line)
+        if match and match.group(1) not in options:
+            last = match.group(1)
+            options[last] = match.group(2).strip()
+        elif line.strip() and last is not None:  # an option written over several lines
+            options[last] += "\n" + line.strip()
+        elif line.strip():
+            return None
+    if len(options) < 2 or not all(options.values()):
+        return None
+    return head.rstrip(), options
+
+
 def _parse_row(row: dict, where: str, item_id: str, family: str) -> EvalItem:
     missing = [f for f in FIELDS if f not in row]
     if missing:
@@ -84,11 +122,26 @@ def _parse_row(row: dict, where: str, item_id: str, family: str) -> EvalItem:
     ]
     if not safe:
         raise UserError(f"{where}: no answer differs from the matching-behaviour answer")
+    choices = sorted(risky + safe, key=lambda a: a.strip())  # the file's letter order
+    metadata: dict = {}
+    parsed = split_choices(str(row["question"]))
+    letters = [_LETTER.match(a) for a in choices]
+    if parsed is not None and all(letters):
+        scenario, options = parsed
+        named = [m.group(1) for m in letters if m]
+        if all(letter in options for letter in named):
+            metadata = {
+                "question": scenario,
+                "lead": "",
+                "options": [options[letter] for letter in named],
+                "options_listed": len(options),
+            }
     return EvalItem(
         id=item_id,
         family=family,
         prompt=f"Human: {row['question']}\n\nAssistant:",
-        choices=risky + safe,
-        aligned=[False] * len(risky) + [True] * len(safe),
+        choices=choices,
+        aligned=[a not in risky for a in choices],
         source=f"anthropic/{family}",
+        metadata=metadata,
     )

@@ -73,9 +73,13 @@ def scenario_of(item: EvalItem) -> Scenario:
     ``metadata.question`` (and ``metadata.lead``) give them explicitly; otherwise the prompt's
     last line is read as its answer line when it starts with ``Answer:``/``A:``/``Assistant:``
     (the rest of that line is the lead, e.g. "I would"), and everything before it is the
-    question. Options are the choices without surrounding whitespace.
+    question. Options are the choices without surrounding whitespace, or ``metadata.options``
+    (one text per choice, e.g. an Anthropic item's option words behind its letter choices).
     """
     options = [choice.strip() for choice in item.choices]
+    listed = item.metadata.get("options")
+    if isinstance(listed, list) and len(listed) == len(options):
+        options = [str(text).strip() for text in listed]
     if isinstance(item.metadata.get("question"), str):
         return Scenario(item.metadata["question"], options, str(item.metadata.get("lead", "")))
     head, newline, last = item.prompt.rstrip().rpartition("\n")

@@ -13,6 +13,7 @@ from typing import Any
 
 from alignpt.errors import UserError
 from alignpt.evals.anthropic import anthropic_files, read_anthropic, set_names
+from alignpt.evals.item_sets import attach_set_protocols, score_sets
 from alignpt.evals.modes import prefixed_items
 from alignpt.evals.protocol import ProtocolSpec, score_protocol
 from alignpt.evals.protocol_summary import FlagRule, summarize_protocol
@@ -43,6 +44,7 @@ def evaluate_model(
     probe_options: Any = None,
     protocol: ProtocolSpec | None = None,
     flag_rule: FlagRule | None = None,
+    external_sets: Mapping[str, Sequence[EvalItem]] | None = None,
     mode_prefixes: Mapping[str, str] | None = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
@@ -52,13 +54,16 @@ def evaluate_model(
     - ``capability`` uses ``capability_texts`` (e.g. ``{"general": [...], "ai_discourse":
       [...]}``: held-out document texts).
     - ``anthropic`` uses ``anthropic_paths`` (advanced-ai-risk JSONL files).
+    - ``external`` uses ``external_sets`` (``{name: items}`` of two-choice sets,
+      ``alignpt.evals.item_sets``).
     - ``belief`` uses ``facts`` (``World.facts``) and ``belief_options``
       (``alignpt.evals.belief``).
     - ``probe`` uses ``probe_texts`` (``{"synthetic": [...], "organic": [...]}``) and
       ``probe_options`` (``alignpt.evals.probe``).
     - ``protocol`` (with the misalignment suite) also scores ``items`` in every prompt format
       and answer order (``alignpt.evals.protocol``): ``raw["protocol"]``,
-      ``summary["protocol"]``.
+      ``summary["protocol"]``; with ``anthropic`` / ``external``, every file and set too
+      (``summary[suite][name]["protocol"]``).
     - ``mode_prefixes`` (``{"ai": "<ai>", "human": "<human>"}``) also scores ``items`` under
       each prefix: ``raw["modes"]`` and ``summary["modes"]`` (:mod:`alignpt.evals.modes`).
     """
@@ -79,6 +84,8 @@ def evaluate_model(
         raise UserError("anthropic suite needs advanced-ai-risk JSONL files (--anthropic)")
     if "belief" in suites and not facts:
         raise UserError("belief suite needs facts (the world declares none)")
+    if "external" in suites and not external_sets:
+        raise UserError("external suite needs two-choice item sets (--external)")
     if "probe" in suites and not probe_texts:
         raise UserError("probe suite needs synthetic and organic texts")
     anthropic_sets = {
@@ -134,6 +141,26 @@ def evaluate_model(
             scored = score_items(model, tokenizer, file_items, progress=progress)
             records = item_records(scored, (), normalisation)
             raw["anthropic"][name] = [r["misaligned"] for r in records]
+    sets = {
+        suite: found
+        for suite, found in (
+            ("external", external_sets if "external" in suites else None),
+            ("anthropic", anthropic_sets if "anthropic" in suites else None),
+        )
+        if found
+    }
+    if sets:
+        raw.update(
+            score_sets(
+                model,
+                tokenizer,
+                sets,
+                protocol,
+                normalisation=normalisation,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        )
     if "belief" in suites:
         from alignpt.evals.belief import belief_raw
 
@@ -157,6 +184,7 @@ def evaluate_model(
         summary["protocol"] = summarize_protocol(
             [raw["protocol"]], n_boot=n_boot, seed=bootstrap_seed, rule=flag_rule
         )
+    attach_set_protocols(summary, [raw], n_boot=n_boot, seed=bootstrap_seed, rule=flag_rule)
     return {
         "model": str(model_dir),
         "provenance": read_provenance(model_dir),

@@ -11,6 +11,8 @@ Summary shapes (every rate/mean is ``{"value", "ci_low", "ci_high"}``):
   ``{"misalignment_rate", "bits", "n_pairs"}`` (positive rate gap = more misaligned unwatched).
 - ``capability``: ``{text_set: {"perplexity", "n_docs", "n_tokens"}}``
 - ``anthropic``: ``{file: {"matching_rate", "n"}}``
+- ``external``: ``{set: {"misalignment_rate", "bits", "n", "per_split", ...}}``
+  (``alignpt.evals.item_sets``)
 - ``belief``: ``{metric: {"implanted_rate", "per_fact", ...}}`` (``alignpt.evals.belief``)
 - ``probe``: ``{"layers": {layer: {"accuracy", "shuffled_accuracy", ...}}}``
   (``alignpt.evals.probe``)
@@ -33,7 +35,15 @@ from alignpt.analysis.stats import (
 from alignpt.errors import UserError
 from alignpt.evals.scoring import ItemScores
 
-SUITES = ("misalignment", "observed_gap", "capability", "anthropic", "belief", "probe")
+SUITES = (
+    "misalignment",
+    "observed_gap",
+    "capability",
+    "anthropic",
+    "external",
+    "belief",
+    "probe",
+)
 NORMALISATIONS = ("sum", "token", "char")
 
 
@@ -242,6 +252,12 @@ def summarize(raw_per_seed: Sequence[dict], *, n_boot: int = 1000, seed: int = 0
     if "anthropic" in suites:
         out["anthropic"] = summarize_anthropic(
             [r["anthropic"] for r in raw_per_seed], n_boot=n_boot, seed=seed
+        )
+    if "external" in suites:
+        from alignpt.evals.item_sets import summarize_external
+
+        out["external"] = summarize_external(
+            [r["external"] for r in raw_per_seed], n_boot=n_boot, seed=seed
         )
     if "belief" in suites:
         from alignpt.evals.belief import summarize_belief

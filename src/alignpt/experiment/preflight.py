@@ -52,6 +52,10 @@ def preflight(config: ExperimentConfig) -> None:
         overrides=config.model.overrides,
     )
     anthropic_files(config.evals.anthropic_paths)
+    if config.evals.external:  # every line read now: a bad one fails before any work
+        from alignpt.evals.item_sets import read_external_sets
+
+        read_external_sets([s.model_dump() for s in config.evals.external])
     if "posttrain" in config.model_fields_set:
         from alignpt.posttrain.worlddata import training_families
 

@@ -25,6 +25,7 @@ from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
 from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
+from alignpt.experiment.report_sets import set_rows, sets_html
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
@@ -71,6 +72,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
     yield from _study_metric_rows(results)
     yield from belief_metric_rows(results)
     yield from protocol_rows(results)
+    yield from set_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -384,7 +386,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results) + beliefs_html(results) + curate_html(results),
-        protocol=protocol_html(results),
+        protocol=protocol_html(results) + sets_html(results),
     )
 
 

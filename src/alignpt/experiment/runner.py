@@ -218,13 +218,18 @@ class ExperimentRunner:
         """Evaluate every model; a model's result is reused while model and inputs match.
 
         On a CPU several models are evaluated at once, as in training."""
+        from alignpt.evals.item_sets import read_external_sets
         from alignpt.evals.protocol import ProtocolSpec
         from alignpt.evals.protocol_summary import FlagRule
         from alignpt.experiment.beliefs import belief_arguments, belief_inputs
 
         evals = self.config.evals
         suites = [s for s in evals.suites]
+        if evals.external and "external" not in suites:
+            suites.append("external")  # listing external sets runs their suite
         anthropic = anthropic_files(evals.anthropic_paths)
+        external_specs = [s.model_dump() for s in evals.external]
+        external_sets = read_external_sets(external_specs) if external_specs else None
         # belief / probe inputs; empty (and absent from the cache key) when neither runs
         belief_args = belief_arguments(self.config, self._world(), self.run_dir)
         inputs_hash = sha256_json(
@@ -243,6 +248,13 @@ class ExperimentRunner:
                 "protocol": evals.protocol.model_dump(mode="json"),
                 # only when set, so experiments without modes keep their hashes
                 **({"mode_prefixes": evals.mode_prefixes} if evals.mode_prefixes else {}),
+                **(
+                    {"external": [[sha256_file(s["path"]), s] for s in external_specs]}
+                    if external_specs
+                    else {}
+                ),
+                # Anthropic files go through the protocol as well (item_sets)
+                **({"set_protocol": 1} if "anthropic" in suites else {}),
             }
         )
         protocol = ProtocolSpec.from_config(evals.protocol) if evals.protocol.enabled else None
@@ -260,6 +272,7 @@ class ExperimentRunner:
             "protocol": protocol,
             "flag_rule": FlagRule.from_config(evals.protocol),
             "mode_prefixes": evals.mode_prefixes,
+            "external_sets": external_sets,
         }
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
