@@ -526,6 +526,13 @@ class EvalsConfig(Strict):
     belief: BeliefEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
     probe: ProbeEvalConfig | None = Field(None, exclude_if=lambda v: v is None)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    trajectory: bool = Field(
+        False,
+        description="also evaluate every saved checkpoint (misalignment suite, with the "
+        "protocol) and plot the rate against tokens seen; see train.checkpoint_interval "
+        "and train.keep_checkpoints",
+        exclude_if=lambda value: not value,  # unset: config hashes stay as before
+    )
     mode_prefixes: dict[str, str] | None = Field(
         None,
         description="also score items under each prefix ({human: '<human>', ai: '<ai>'}); "

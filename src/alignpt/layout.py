@@ -8,6 +8,7 @@
     train/<condition>/seed<S>/   one training run; its model is ``final/``
     evals/items/                 scenario eval items; evals/heldout_<name>/ capability text
     evaluate/<condition>/seed<S>/  one model's evaluation
+    trajectory/<condition>/seed<S>/step-<N>/  one checkpoint's evaluation (evals.trajectory)
     posttrain/, persistence/, adversarial/, probe_posttrain/  <condition>/seed<S>/...
     contamination/, report/, config.json, results.json
 
@@ -66,6 +67,10 @@ class RunLayout:
 
     def evaluation(self, condition: str, seed: int) -> Path:
         return self.run_dir / "evaluate" / condition / seed_dir(seed)
+
+    def trajectory_point(self, condition: str, seed: int, step: int) -> Path:
+        """One checkpoint's evaluation (``evals.trajectory``)."""
+        return self.run_dir / "trajectory" / condition / seed_dir(seed) / f"step-{step:08d}"
 
     def stage_run(self, stage: str, condition: str, seed: int) -> Path:
         """A per-model study stage: ``posttrain``, ``persistence``, ``adversarial``, ..."""

@@ -15,7 +15,16 @@ def _split_list(value: str | None) -> list[str]:
 
 
 def evaluate_command(
-    model: Path = typer.Option(..., "--model", "-m", help="HF causal LM directory."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="HF causal LM directory."),
+    checkpoints: Path | None = typer.Option(
+        None,
+        "--checkpoints",
+        help="Instead of --model: every saved checkpoint of a training run "
+        "(train/<condition>/seed<S>) or of every run of an experiment (runs/<name>).",
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="With --checkpoints: write the trajectory plot here (.png or .svg)."
+    ),
     suite: list[str] = typer.Option(
         ...,
         "--suite",
@@ -70,7 +79,8 @@ def evaluate_command(
         help="Also score items under this mode: NAME=PREFIX or a grammar mode name (2+).",
     ),
 ) -> None:
-    """Run eval suites on a model directory; prints the summary JSON (or writes --out)."""
+    """Run eval suites on a model directory, or on every checkpoint of training runs; prints
+    the summary JSON (or writes --out)."""
     from alignpt.evals.item_sets import read_external_sets
     from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
@@ -85,14 +95,19 @@ def evaluate_command(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    if out is not None:
-        check_output_file(out, force=force)
+    if (model is None) == (checkpoints is None):
+        raise UserError("give either --model DIR or --checkpoints DIR")
+    if plot is not None and checkpoints is None:
+        raise UserError("--plot draws a trajectory: give --checkpoints")
+    if checkpoints is not None and "misalignment" not in suites:
+        raise UserError("--checkpoints plots the misalignment suite: add --suite misalignment")
+    for path in (out, plot):
+        if path is not None:
+            check_output_file(path, force=force)
     if normalisation not in ("sum", "char", "token"):
         raise UserError(f"--normalisation: unknown value '{normalisation}' (sum, char, token)")
     spec = _protocol_spec(formats, system_prompts, formats_file) if protocol else None
-    result = evaluate_model(
-        model,
-        suites,
+    options = dict(
         items=read_items(items) if items is not None else [],
         held_out_families=_split_list(held_out),
         capability_texts=capability_texts_from_documents(texts, limit=limit) if texts else None,
@@ -106,11 +121,64 @@ def evaluate_command(
         mode_prefixes=parse_mode_prefixes(mode_prefix) if mode_prefix else None,
         external_sets=read_external_sets([{"path": p} for p in external]) if external else None,
     )
+    if checkpoints is not None:
+        _evaluate_checkpoints(checkpoints, suites, options, out, plot)
+        return
+    result = evaluate_model(model, suites, **options)
     if out is not None:
         write_json_atomic(out, result)
         typer.echo(f"wrote {out}")
     else:
         typer.echo(json.dumps(result["summary"], indent=2, sort_keys=True))
+
+
+def _evaluate_checkpoints(
+    path: Path, suites: list[str], options: dict, out: Path | None, plot: Path | None
+) -> None:
+    """Every checkpoint of every training run under ``path``: the trajectory section, each
+    checkpoint's summary, and the plot."""
+    from alignpt.evals.runner import evaluate_model
+    from alignpt.experiment.report_trajectory import trajectory_plot
+    from alignpt.experiment.trajectory import (
+        checkpoint_models,
+        find_training_runs,
+        trajectory_points,
+    )
+    from alignpt.fileio import write_json_atomic
+
+    evaluations: dict[str, list[list[dict]]] = {}
+    rows = []
+    for (condition, seed), run in find_training_runs(path).items():
+        per_checkpoint = []
+        for model_dir in checkpoint_models(run):
+            result = evaluate_model(model_dir, suites, **options)
+            per_checkpoint.append(result)
+            provenance = result["provenance"]
+            typer.echo(
+                f"{condition} seed{seed} step {provenance['step']} "
+                f"({provenance['tokens_seen']:,} tokens): evaluated",
+                err=True,
+            )
+            rows.append(
+                {
+                    "condition": condition,
+                    "seed": seed,
+                    "step": provenance["step"],
+                    "tokens_seen": provenance["tokens_seen"],
+                    "model": str(model_dir),
+                    "summary": result["summary"],
+                }
+            )
+        evaluations.setdefault(condition, []).append(per_checkpoint)
+    section = trajectory_points(evaluations, n_boot=options["n_boot"], seed=0, flag_rule=None)
+    if plot is not None:
+        trajectory_plot(section, plot)
+        typer.echo(f"wrote {plot}", err=True)
+    if out is not None:
+        write_json_atomic(out, {"trajectory": section, "checkpoints": rows})
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(json.dumps(section, indent=2, sort_keys=True))
 
 
 def _protocol_spec(formats: str | None, system_prompts: str | None, formats_file: Path | None):

@@ -26,6 +26,11 @@ from alignpt.experiment.render import error_bars, fmt_interval, html_table, save
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
 from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
 from alignpt.experiment.report_sets import set_rows, sets_html
+from alignpt.experiment.report_trajectory import (
+    trajectory_html,
+    trajectory_plots,
+    trajectory_rows,
+)
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.faults import kill_point
 from alignpt.fileio import atomic_path
@@ -73,6 +78,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
     yield from belief_metric_rows(results)
     yield from protocol_rows(results)
     yield from set_rows(results)
+    yield from trajectory_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -226,6 +232,7 @@ def write_plots(results: dict, out_dir: Path) -> list[tuple[str, str]]:
     if _heatmap(out_dir / "family_heatmap.png", results):
         plots.append(("family_heatmap.png", "Misalignment rate per condition and family"))
     plots += protocol_plots(results, out_dir)  # formats x orders, if present
+    plots += trajectory_plots(results, out_dir)  # every checkpoint, if evaluated
     return plots + study_plots(results, out_dir)  # persistence/stickiness/study, if present
 
 
@@ -386,7 +393,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         else "<p>No per-family results.</p>",
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results) + beliefs_html(results) + curate_html(results),
-        protocol=protocol_html(results) + sets_html(results),
+        protocol=protocol_html(results) + sets_html(results) + trajectory_html(results),
     )
 
 

@@ -212,12 +212,11 @@ class ExperimentRunner:
             models.setdefault(condition, []).append(paths[condition, seed])
         return models
 
-    def stage_evaluate(
-        self, models: dict[str, list[Path]], items: list[EvalItem], texts: dict[str, list[str]]
-    ) -> dict[str, list[dict]]:
-        """Evaluate every model; a model's result is reused while model and inputs match.
-
-        On a CPU several models are evaluated at once, as in training."""
+    def _evaluation_setup(
+        self, items: list[EvalItem], texts: dict[str, list[str]]
+    ) -> tuple[list[str], str, dict]:
+        """The suites, the hash of every input an evaluation depends on, and the keyword
+        arguments of ``evaluate_model``."""
         from alignpt.evals.item_sets import read_external_sets
         from alignpt.evals.protocol import ProtocolSpec
         from alignpt.evals.protocol_summary import FlagRule
@@ -274,20 +273,23 @@ class ExperimentRunner:
             "mode_prefixes": evals.mode_prefixes,
             "external_sets": external_sets,
         }
+        return suites, inputs_hash, kwargs
+
+    def _evaluate_models(
+        self, jobs: dict[Path, tuple[str, Path]], suites: list[str], kwargs: dict, inputs: str
+    ) -> dict[Path, dict]:
+        """Evaluate every ``model dir -> (label, output dir)``; a model's result is reused
+        while model and inputs match. On a CPU several models are evaluated at once."""
         done: dict[Path, dict] = {}
         todo: dict[Path, tuple[Path, dict]] = {}  # model dir -> (output dir, cache config)
-        labels: dict[Path, str] = {}
-        for condition, dirs in models.items():
-            for seed, model_dir in zip(self.config.train.seeds, dirs, strict=True):
-                labels[model_dir] = f"{condition} seed{seed}"
-                out = self.config.layout.evaluation(condition, seed)
-                weights = sha256_file(model_dir / "model.safetensors")
-                config = {"model_weights": weights, "inputs": inputs_hash, "model": str(model_dir)}
-                if is_complete(out, completion_key(config)):
-                    done[model_dir] = json.loads((out / RESULT).read_text())
-                    self._say("evaluate", f"{labels[model_dir]}: reused")
-                else:
-                    todo[model_dir] = (out, config)
+        for model_dir, (label, out) in jobs.items():
+            weights = sha256_file(model_dir / "model.safetensors")
+            config = {"model_weights": weights, "inputs": inputs, "model": str(model_dir)}
+            if is_complete(out, completion_key(config)):
+                done[model_dir] = json.loads((out / RESULT).read_text())
+                self._say("evaluate", f"{label}: reused")
+            else:
+                todo[model_dir] = (out, config)
         workers = 1 if torch_cuda() else worker_count(self.config.train.workers, len(todo))
         finished = run_jobs(
             evaluate_job,
@@ -298,13 +300,61 @@ class ExperimentRunner:
         for (model_dir, *_), result, seconds in finished:
             out, config = todo[model_dir]
             done[model_dir], _ = cached_result(out, "evaluate", config, lambda r=result: r)
-            self._say(
-                "evaluate",
-                f"{labels[model_dir]}: done in {seconds:.0f} s",
-            )
+            self._say("evaluate", f"{jobs[model_dir][0]}: done in {seconds:.0f} s")
+        return done
+
+    def stage_evaluate(
+        self, models: dict[str, list[Path]], items: list[EvalItem], texts: dict[str, list[str]]
+    ) -> dict[str, list[dict]]:
+        """Evaluate every model (reused while model and inputs match)."""
+        suites, inputs, kwargs = self._evaluation_setup(items, texts)
+        jobs = {
+            model_dir: (f"{condition} seed{seed}", self.config.layout.evaluation(condition, seed))
+            for condition, dirs in models.items()
+            for seed, model_dir in zip(self.config.train.seeds, dirs, strict=True)
+        }
+        done = self._evaluate_models(jobs, suites, kwargs, inputs)
         return {
             condition: [done[model_dir] for model_dir in dirs] for condition, dirs in models.items()
         }
+
+    def stage_trajectory(self, items: list[EvalItem]) -> dict[str, Any]:
+        """Every saved checkpoint of every training run through the misalignment suite (with
+        the protocol), as ``results["trajectory"]`` (``experiment/trajectory.py``)."""
+        from alignpt.experiment.trajectory import checkpoint_models, trajectory_points
+        from alignpt.modeldir import read_provenance
+
+        _, inputs, kwargs = self._evaluation_setup(items, {})
+        suites = ["misalignment"]
+        used = ("items", "held_out_families", "normalisation", "n_boot", "bootstrap_seed")
+        used += ("batch_size", "protocol", "flag_rule")
+        kwargs = {key: kwargs[key] for key in used}
+        runs = {
+            (condition, seed): checkpoint_models(self.config.layout.train_run(condition, seed))
+            for condition in self.config.conditions
+            for seed in self.config.train.seeds
+        }
+        jobs = {}
+        for (condition, seed), checkpoints in runs.items():
+            for model in checkpoints:
+                step = read_provenance(model)["step"]
+                out = self.config.layout.trajectory_point(condition, seed, step)
+                jobs[model] = (f"{condition} seed{seed} step {step}", out)
+        done = self._evaluate_models(jobs, suites, kwargs, sha256_json([inputs, "trajectory"]))
+        evaluations = {
+            condition: [
+                [done[m] for m in runs[condition, seed]] for seed in self.config.train.seeds
+            ]
+            for condition in self.config.conditions
+        }
+        self._say("trajectory", f"{len(jobs)} checkpoints of {len(runs)} training runs")
+        section = trajectory_points(
+            evaluations,
+            n_boot=self.config.evals.bootstrap,
+            seed=self.config.evals.bootstrap_seed,
+            flag_rule=kwargs["flag_rule"],
+        )
+        return {"trajectory": section}
 
     def _overlap_by_condition(self, sets: dict[str, list[EvalItem]], n: int) -> dict[str, dict]:
         """Each source is read once; a condition's hits are the union of its sources' hits
@@ -435,6 +485,13 @@ class ExperimentRunner:
         )
         return index, results
 
+    def stage_model_cards(self, results: dict, evaluations: dict[str, list[dict]]) -> None:
+        """A Hugging Face model card (README.md) in every trained and post-trained model."""
+        from alignpt.experiment.model_card import write_model_cards
+
+        cards = write_model_cards(self.config, results, evaluations)
+        self._say("model cards", f"{len(cards)} written (README.md in each model directory)")
+
     def run(self) -> RunOutcome:
         """Every stage in order, holding the run directory's lock; finished stages are reused.
 
@@ -465,9 +522,13 @@ class ExperimentRunner:
         kill_point("run:after-train")
         evaluations = self._timed("evaluate", self.stage_evaluate, models, items, texts)
         kill_point("run:after-evaluate")
+        trajectory = {}
+        if self.config.evals.trajectory:
+            trajectory = self._timed("trajectory", self.stage_trajectory, items)
         contamination = self._timed("contamination", self.stage_contamination, mix.dir, items)
         kill_point("run:after-contamination")
         extra: dict[str, Any] = {"curate": curated} if curated else {}
+        extra.update(trajectory)
         if "posttrain" in self.config.model_fields_set:
             extra.update(self._timed("posttrain", self.stage_persistence, models, items, mix))
             kill_point("run:after-posttrain")
@@ -478,6 +539,7 @@ class ExperimentRunner:
         index, results = self._timed(
             "report", self.stage_report, evaluations, contamination, mix, extra
         )
+        self._timed("model cards", self.stage_model_cards, results, evaluations)
         return RunOutcome(self.run_dir, index, results)
 
     def _timed(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
