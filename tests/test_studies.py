@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import AutoModelForCausalLM
 
 from alignpt.config import ConfigError, ExperimentConfig, load_experiment, parse_model
@@ -115,6 +116,10 @@ def test_posttrained_models_load_and_record_their_parent(finished) -> None:
     assert record["posttrain_data_hash"]
     base = json.loads((dpo.parent / "sft" / "alignpt.json").read_text())
     assert base["condition"] == "aligned"
+    card = (dpo / "README.md").read_text()  # the model card names stage and parent
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "transformers" and front["model-index"][0]["results"]
+    assert "| post-training | dpo |" in card and f"`{record['parent_model']}`" in card
 
 
 def test_rerun_reuses_post_training_and_evaluations(finished) -> None:
