@@ -36,7 +36,10 @@ def _fmt(iv: dict | None) -> str:
 def _metric(kind: str, label: str, iv: dict) -> dict:
     """A model-index metric: the value, and the interval in its name (the Hub has no field
     for an interval)."""
-    return {"type": kind, "value": iv["value"], "name": f"{label} (95% CI {_fmt(iv)})"}
+    bounds = "unbounded"
+    if iv.get("ci_low") is not None and iv.get("ci_high") is not None:
+        bounds = f"[{iv['ci_low']:.4f}, {iv['ci_high']:.4f}]"
+    return {"type": kind, "value": iv["value"], "name": f"{label} (95% CI {bounds})"}
 
 
 def _result(task: str, dataset: str, split: str, metrics: list[dict]) -> dict:

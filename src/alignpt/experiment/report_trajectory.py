@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from alignpt.errors import UserError
 from alignpt.experiment.render import PLOT_DPI, fmt_interval, html_table
@@ -59,6 +60,8 @@ def trajectory_plot(section: dict, path: Path) -> Path:
                 )
         ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
         ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 40k, 1.2M, ...
         ax.set_xlabel("tokens seen")
         ax.set_ylabel("share of items")
         ax.set_title(title, fontsize=9)
