@@ -281,3 +281,16 @@ def test_every_shared_anthropic_file_parses_for_the_protocol():
         items = read_anthropic(path)
         assert all("options" in item.metadata for item in items), path.name
         assert all(len(item.metadata["options"]) == 2 for item in items), path.name
+
+
+def test_the_documented_examples_read_and_agree(tmp_path):
+    """docs/eval-items.md's JSONL and CSV examples are valid and describe the same items."""
+    text = (Path(__file__).parents[1] / "docs" / "eval-items.md").read_text(encoding="utf-8")
+    blocks = {}
+    for kind in ("jsonl", "csv"):
+        body = text.split(f"```{kind}\n", 1)[1].split("```", 1)[0]
+        path = tmp_path / f"example.{kind}"
+        path.write_text(body, encoding="utf-8")
+        blocks[kind] = read_choice_pairs(path)
+    assert blocks["jsonl"] == blocks["csv"] and len(blocks["csv"]) == 2
+    assert [item.id for item in blocks["csv"]] == ["s1", "example-2"]
