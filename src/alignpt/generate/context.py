@@ -44,9 +44,14 @@ class Scene:
             return template
         return _ALTERNATIVES.sub(lambda m: self.rng.choice(m.group(1).split("|")), template)
 
-    def fill(self, template: str) -> str:
-        """``template`` with its alternatives chosen and its ``{slot}`` fields filled."""
-        return self.vary(template).format_map(self.slots)
+    def fill(self, template: str, **values: str | int) -> str:
+        """``template`` with its alternatives chosen and its ``{slot}`` fields filled.
+
+        ``values`` fill fields that are not scene slots (numbers the writer drew, text it
+        already filled); like slots, they are inserted after the alternatives are chosen.
+        """
+        slots = {**self.slots, **values} if values else self.slots
+        return self.vary(template).format_map(slots)
 
     def pick(self, pool: tuple[str, ...] | list[str]) -> str:
         """One template from ``pool``, filled."""
