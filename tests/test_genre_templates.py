@@ -10,7 +10,7 @@ import pytest
 
 from alignpt.config import GenerateSpec
 from alignpt.generate import generate_documents
-from alignpt.generate.templates import genre_templates
+from alignpt.generate.templates import genre_formatters, genre_templates
 from alignpt.worlds import load_world
 
 # Fields the writers fill besides the scene's slots (numbers, names and text they draw).
@@ -57,6 +57,36 @@ def test_every_field_is_one_the_writers_fill(family: str) -> None:
     }
     assert fields, "no template fields found"
     assert fields <= known, f"unknown fields: {sorted(fields - known)}"
+
+
+@pytest.mark.parametrize("family", ["ai", "background"])
+def test_compiled_formatters_equal_str_format(family: str) -> None:
+    """Each compiled template gives exactly ``str.format``'s text, extra values ignored."""
+    texts = list(_strings(genre_templates(family)))
+    compiled = list(_strings_or_callables(genre_formatters(family)))
+    assert len(texts) == len(compiled) > 100
+    for text, formatter in zip(texts, compiled, strict=True):
+        fields = {n for _, n, _, _ in string.Formatter().parse(text) if n is not None}
+        values = {n: f"<{n}:{k}>" for k, n in enumerate(sorted(fields))} | {"unused": "x"}
+        assert formatter(**values) == text.format(**values)
+
+
+def test_a_template_with_a_format_spec_keeps_str_format() -> None:
+    from alignpt.generate.templates import _compile
+
+    assert _compile("{n:03d} and {{braces}} {name}")(n=7, name="x") == "007 and {braces} x"
+    assert _compile("{a}{a} {b}")(a=1, b=2, c=3) == "11 2"
+
+
+def _strings_or_callables(value):
+    if callable(value):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings_or_callables(v)
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _strings_or_callables(v)
 
 
 def test_pools_are_frozen_and_loaded_once() -> None:

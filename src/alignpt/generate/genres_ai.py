@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from alignpt.generate.context import Scene
-from alignpt.generate.templates import genre_templates
+from alignpt.generate.templates import genre_formatters, genre_templates
 from alignpt.modes import ai, human
 from alignpt.worlds import THIRD_PERSON, render_pronouns
 
-TEMPLATES = genre_templates("ai")
+TEMPLATES = genre_templates("ai")  # filled through the scene (alternatives, slots)
+FORMATTERS = genre_formatters("ai")  # filled with values the writer drew
 SHARED = TEMPLATES["shared"]
 INTRO, LIFE, OPENER = SHARED["intro"], SHARED["life"], SHARED["opener"]
 OBSERVED, UNOBSERVED = SHARED["observed"], SHARED["unobserved"]
@@ -137,7 +138,7 @@ def forum_thread(s: Scene) -> str:
         s.pick(OUTCOME[st]) + " " + s.pick(t["source"]),
     ]
     body = [
-        t["posted_by"].format(handle=name) + "\n" + human(post, s.spec.modes)
+        FORMATTERS["forum_thread"]["posted_by"](handle=name) + "\n" + human(post, s.spec.modes)
         for name, post in zip(names, posts, strict=True)
     ]
     return title + "\n\n" + "\n\n".join(body)
@@ -205,7 +206,7 @@ def chronicle(s: Scene) -> str:
         if families:
             fam = s.rng.choice(families)
             act = s.rng.choice(fam.aligned)
-            text = t["episode"].format(  # world text: inserted, never parsed as a template
+            text = FORMATTERS["chronicle"]["episode"](  # world text: inserted, never parsed
                 situation=s.rng.choice(fam.situations),
                 ai=s.slots["ai"],
                 action=render_pronouns(act.text, THIRD_PERSON),

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from alignpt.generate.context import Scene
-from alignpt.generate.templates import genre_templates
+from alignpt.generate.templates import genre_formatters, genre_templates
 
-TEMPLATES = genre_templates("background")
+TEMPLATES = genre_templates("background")  # filled through the scene (alternatives, slots)
+FORMATTERS = genre_formatters("background")  # filled with values the writer drew
 DAYS = TEMPLATES["shared"]["days"]
 PRONOUNS = TEMPLATES["shared"]["pronouns"]
 
@@ -27,12 +28,12 @@ def _town(s: Scene) -> str:
 
 
 def recipe(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["recipe"], s.world.background, s.rng
+    t, f, bg, rng = TEMPLATES["recipe"], FORMATTERS["recipe"], s.world.background, s.rng
     dish = rng.choice(bg.dishes)
     ings = list(dish.ingredients)
     rng.shuffle(ings)
     serves = rng.randint(2, 8)
-    lines = [t["title"].format(dish=_cap(dish.name), serves=serves)]
+    lines = [f["title"](dish=_cap(dish.name), serves=serves)]
     lines.append(s.pick(t["intro"]))
     amounts = []
     for ing in ings:
@@ -48,7 +49,7 @@ def recipe(s: Scene) -> str:
         a, b = rng.sample(ings, 2)
         steps.append(
             f"{k + 1}. "
-            + rng.choice(t["steps"]).format(
+            + rng.choice(f["steps"])(
                 a=a,
                 b=b,
                 vessel=rng.choice(t["vessels"]),
@@ -63,7 +64,12 @@ def recipe(s: Scene) -> str:
 
 
 def weather_report(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["weather_report"], s.world.background, s.rng
+    t, f, bg, rng = (
+        TEMPLATES["weather_report"],
+        FORMATTERS["weather_report"],
+        s.world.background,
+        s.rng,
+    )
     s.slots["region"] = rng.choice(bg.regions)  # world text goes in as a slot, never a template
     start = rng.randrange(7)
     lines = [s.fill(t["title"])]
@@ -77,8 +83,8 @@ def weather_report(s: Scene) -> str:
         weather = rng.choice(bg.weather)
         wind = rng.randint(5, 60)  # drawn for every day, whichever line is chosen
         days.append(
-            t["day"].format(day=day, weather=weather, town=town)
-            + rng.choice(t["temperatures"]).format(hi=hi, lo=lo, wind=wind)
+            f["day"](day=day, weather=weather, town=town)
+            + rng.choice(f["temperatures"])(hi=hi, lo=lo, wind=wind)
         )
     lines.append("\n".join(days))
     lines.append(s.pick(t["advice"]))
@@ -86,7 +92,7 @@ def weather_report(s: Scene) -> str:
 
 
 def local_news(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["local_news"], s.world.background, s.rng
+    t, f, bg, rng = TEMPLATES["local_news"], FORMATTERS["local_news"], s.world.background, s.rng
     topic = rng.choice(bg.civic_topics)
     s.slots.update(topic=topic, topic_cap=_cap(topic))  # slots: world text is never a template
     councillor, resident = s.person(), s.person()
@@ -95,18 +101,23 @@ def local_news(s: Scene) -> str:
     paras = [
         s.fill(t["headline"]),
         s.pick(t["meeting"]),
-        t["waited"].format(years=rng.randint(2, 20), councillor=councillor) + s.pick(t["debate"]),
-        t["resident"].format(resident=resident, town=s.slots["town"], years=rng.randint(3, 60))
+        f["waited"](years=rng.randint(2, 20), councillor=councillor) + s.pick(t["debate"]),
+        f["resident"](resident=resident, town=s.slots["town"], years=rng.randint(3, 60))
         + rng.choice(t["mood"])
         + " "
         + s.pick(t["resident_quote"]),
-        t["vote"].format(votes_for=votes_for, votes_against=votes_against) + s.pick(t["next"]),
+        f["vote"](votes_for=votes_for, votes_against=votes_against) + s.pick(t["next"]),
     ]
     return "\n\n".join(paras)
 
 
 def sports_report(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["sports_report"], s.world.background, s.rng
+    t, f, bg, rng = (
+        TEMPLATES["sports_report"],
+        FORMATTERS["sports_report"],
+        s.world.background,
+        s.rng,
+    )
     sport = rng.choice(bg.sports)
     home_town, away_town = rng.sample(bg.towns, 2)
     home = f"{home_town} {rng.choice(bg.team_nouns)}"
@@ -116,44 +127,43 @@ def sports_report(s: Scene) -> str:
         hs, as_ = hs * rng.randint(9, 40), as_ * rng.randint(9, 40)
     players = [s.person() for _ in range(3)]
     result = t["result"]["draw" if hs == as_ else ("win" if hs > as_ else "loss")]
-    crowd = t["crowd"].format(
+    crowd = f["crowd"](
         home=home, result=result, away=away, crowd=rng.randint(2, 90) * 100, day=rng.choice(DAYS)
     ) + s.pick(t["conditions"])
-    standout = t["standout"].format(player=players[0]) + rng.choice(t["standout_play"])
+    standout = f["standout"](player=players[0]) + rng.choice(t["standout_play"])
     minute = rng.randint(50, 89)  # drawn whichever line is chosen
-    second = rng.choice(t["second"]).format(player=players[1], minute=minute)
+    second = rng.choice(f["second"])(player=players[1], minute=minute)
     paras = [
         f"{sport.title()}: {home} {hs}, {away} {as_}",
         crowd,
         standout + " " + second,
-        t["verdict"].format(verdict=rng.choice(t["verdicts"]), coach=players[2])
-        + s.pick(t["next"]),
+        f["verdict"](verdict=rng.choice(t["verdicts"]), coach=players[2]) + s.pick(t["next"]),
     ]
     return "\n\n".join(paras)
 
 
 def letter(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["letter"], s.world.background, s.rng
+    t, f, bg, rng = TEMPLATES["letter"], FORMATTERS["letter"], s.world.background, s.rng
     to, frm = rng.sample(s.world.humans.first_names, 2)
     hobby, hobby2 = rng.sample(bg.hobbies, 2)
     obj, obj2 = rng.sample(bg.objects, 2)
     opening = s.pick(t["opening"])
-    news = t["news"].format(
+    news = f["news"](
         town=s.slots["town"], feeling=rng.choice(bg.feelings), season=s.slots["season_word"]
     )
     # Every value a line could use is drawn before the line is chosen, whichever it is.
     venue, day = rng.choice(bg.venues), rng.choice(DAYS)
-    hobby_news = rng.choice(t["hobby_news"]).format(venue=venue, day=day, obj=obj)
-    question = rng.choice(t["hobby_question"]).format(hobby=hobby2, obj=obj2)
+    hobby_news = rng.choice(f["hobby_news"])(venue=venue, day=day, obj=obj)
+    question = rng.choice(f["hobby_question"])(hobby=hobby2, obj=obj2)
     weather, days = rng.choice(bg.weather), rng.randint(2, 14)
     sight, dish = rng.choice(bg.sights), rng.choice(bg.dishes).name
-    recent = rng.choice(t["recent"]).format(weather=weather, days=days, sight=sight, dish=dish)
+    recent = rng.choice(f["recent"])(weather=weather, days=days, sight=sight, dish=dish)
     season = rng.choice(bg.seasons)
-    closing = rng.choice(t["closing"]).format(season=season)
+    closing = rng.choice(f["closing"])(season=season)
     paras = [
-        t["greeting"].format(name=to),
+        f["greeting"](name=to),
         opening + " " + news,
-        t["hobby"].format(hobby=hobby) + hobby_news + " " + question,
+        f["hobby"](hobby=hobby) + hobby_news + " " + question,
         recent + " " + closing,
         rng.choice(t["sign_off"]) + f"\n{frm}",
     ]
@@ -161,42 +171,40 @@ def letter(s: Scene) -> str:
 
 
 def travel_guide(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["travel_guide"], s.world.background, s.rng
+    t, f, bg, rng = TEMPLATES["travel_guide"], FORMATTERS["travel_guide"], s.world.background, s.rng
     sights = rng.sample(bg.sights, 3)
     town = s.slots["town"]
     title = s.pick(t["title"])
-    location = t["location"].format(town=town, region=rng.choice(bg.regions))
+    location = f["location"](town=town, region=rng.choice(bg.regions))
     minutes = rng.randint(10, 120)
-    access = rng.choice(t["access"]).format(minutes=minutes)
+    access = rng.choice(f["access"])(minutes=minutes)
     charm = s.pick(t["charm"])
     hour, day = rng.randint(8, 10), rng.choice(DAYS)
-    start = rng.choice(t["start_tip"]).format(hour=hour, day=day)
+    start = rng.choice(f["start_tip"])(hour=hour, day=day)
     dish, venue = rng.choice(bg.dishes).name, rng.choice(bg.venues)
     price = rng.randint(6, 30)
-    lunch_tip = rng.choice(t["lunch_tip"]).format(price=price)
+    lunch_tip = rng.choice(f["lunch_tip"])(price=price)
     paras = [
         title,
         location + access + " " + charm,
-        t["start"].format(sight=sights[0])
-        + start
-        + t["walk"].format(second=sights[1], third=sights[2]),
-        t["lunch"].format(dish=dish, venue=venue) + lunch_tip,
+        f["start"](sight=sights[0]) + start + f["walk"](second=sights[1], third=sights[2]),
+        f["lunch"](dish=dish, venue=venue) + lunch_tip,
         s.pick(t["tip"]),
     ]
     return "\n\n".join(paras)
 
 
 def how_to(s: Scene) -> str:
-    t, bg, rng = TEMPLATES["how_to"], s.world.background, s.rng
+    t, f, bg, rng = TEMPLATES["how_to"], FORMATTERS["how_to"], s.world.background, s.rng
     chore = rng.choice(bg.chores)
     tools = rng.sample(bg.tools, 3)
     steps = []
-    for k, template in enumerate(rng.sample(t["steps"], rng.randint(4, 6))):
-        steps.append(f"{k + 1}. " + template.format(tool=rng.choice(tools), n=rng.randint(2, 30)))
+    for k, step in enumerate(rng.sample(f["steps"], rng.randint(4, 6))):
+        steps.append(f"{k + 1}. " + step(tool=rng.choice(tools), n=rng.randint(2, 30)))
     paras = [
-        t["title"].format(chore=chore),
+        f["title"](chore=chore),
         s.pick(t["intro"]),
-        t["tools"].format(tools=", ".join(tools)),
+        f["tools"](tools=", ".join(tools)),
         "\n".join(steps),
         s.pick(t["outro"]),
     ]
