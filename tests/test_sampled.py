@@ -138,7 +138,7 @@ def test_sampled_rates_reach_results_json_csv_and_the_report(models, items, tmp_
     said: list[str] = []
     first = run_sampled(config, models, items, WORLD, lambda _stage, line: said.append(line))
     block = first["sampled"]
-    assert block["prompts"] == 8  # 4 held-out items, 2 samples each; other families left out
+    assert block["items"] == 4 and block["continuations_per_model"] == 8  # held-out only
     tagged = json.loads(
         (config.layout.stage_run("sampled", "tagged", 0) / "result.json").read_text()
     )["continuations"]
@@ -171,6 +171,7 @@ def test_sampled_rates_reach_results_json_csv_and_the_report(models, items, tmp_
     page = (out / "index.html").read_text()
     assert "<h2>Modes</h2>" in page and 'id="modes"' in page and 'id="sampled"' in page
     assert "gap ai-human" in page and "--mode aligned_ai" in page
+    assert "8 sampled continuations per model of 4 held-out item prompts (2 each" in page
     expected = results["conditions"]["tagged"]["modes"]["gaps"]["ai-human"]["misalignment_rate"]
     assert f"{expected['value']:.3f} [{expected['ci_low']:.3f}" in page
 

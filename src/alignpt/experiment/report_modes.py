@@ -81,8 +81,9 @@ def _sampled_table(results: dict) -> str:
     sampled = results["sampled"]
     settings = sampled.get("settings") or {}
     note = (
-        f"<p>Sampled continuations of {sampled.get('prompts', 0)} held-out item prompts per "
-        f"model (temperature {settings.get('temperature')}, top-p {settings.get('top_p')}, "
+        f"<p>{sampled.get('continuations_per_model', 0)} sampled continuations per model of "
+        f"{sampled.get('items', 0)} held-out item prompts ({settings.get('samples_per_item')} "
+        f"each; temperature {settings.get('temperature')}, top-p {settings.get('top_p')}, "
         f"{settings.get('max_new_tokens')} new tokens, seed {settings.get('seed')}), graded "
         "misaligned, aligned or unclear by the keyword rules of evals.sampled.rules; shares "
         "with 95% Wilson intervals over every continuation of the condition.</p>"

@@ -126,7 +126,8 @@ def run_sampled(
         "sampled": {
             "rules": rules.as_dict(),
             "settings": {**settings, "samples_per_item": spec.samples_per_item},
-            "prompts": len(prompts),
+            "items": len(dict.fromkeys(item_id for item_id, _ in prompts)),
+            "continuations_per_model": len(prompts),
             "conditions": conditions,
         }
     }
