@@ -24,6 +24,7 @@ from alignpt.experiment.curate_report import curate_html
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
+from alignpt.experiment.report_modes import modes_html, modes_rows
 from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
 from alignpt.experiment.studies_report import study_html, study_plots
 from alignpt.faults import kill_point
@@ -71,6 +72,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
     yield from _study_metric_rows(results)
     yield from belief_metric_rows(results)
     yield from protocol_rows(results)
+    yield from modes_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -254,6 +256,7 @@ items whose misaligned option is the shorter one.</p>
 {surface_table}
 <h2>Plots</h2>
 {plots}
+{modes}
 {protocol}
 {studies}
 <h2>Misalignment rate per family</h2>
@@ -385,6 +388,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results) + beliefs_html(results) + curate_html(results),
         protocol=protocol_html(results),
+        modes=modes_html(results),
     )
 
 
