@@ -149,6 +149,7 @@ def belief_inputs(args: dict[str, Any]) -> dict[str, Any]:
                 "groups": {k: list(v) for k, v in options.groups.items()},
                 "layers": None if options.layers is None else list(options.layers),
                 "settings": [options.max_tokens, options.folds, options.shuffles, options.seed],
+                "baselines": ["shuffled", "bow-tfidf-1-2"],
             }
         )
     return out
@@ -196,5 +197,10 @@ def probe_posttrained(
                     lambda d=model_dir: run(d),
                 )
                 per_stage.setdefault(stage, []).append(raw)
-        out[condition] = {stage: summarize_probe(raws) for stage, raws in per_stage.items()}
+        out[condition] = {
+            stage: summarize_probe(
+                raws, n_boot=config.evals.bootstrap, seed=config.evals.bootstrap_seed
+            )
+            for stage, raws in per_stage.items()
+        }
     return {"probe_posttrain": out}
