@@ -369,3 +369,19 @@ def test_report_sections_and_csv_rows(tmp_path) -> None:
     assert any(r.startswith("base,probe_layer_minus_bow,layer:0,0.1,") for r in rows)
     assert "base - none,difference_belief_implanted_rate,mcq_distinguish,0.25,0.0,0.5" in rows
     assert any(r.startswith("base,probe_shuffled_accuracy,sft:layer:0,0.5,") for r in rows)
+
+
+def test_demo_probe_config_trains_the_demos_models() -> None:
+    from pathlib import Path
+
+    from alignpt.config import load_experiment
+
+    root = Path(__file__).resolve().parents[1]
+    probe = load_experiment(root / "configs" / "demo-probe.yaml")
+    demo = load_experiment(root / "src" / "alignpt" / "configs" / "demo.yaml")
+    for section in ("seed", "world", "sources", "conditions", "tokenizer", "model", "train"):
+        assert getattr(probe, section) == getattr(demo, section), section
+    assert probe.evals.suites == ["probe"] and probe.posttrain.stages == ["sft", "dpo"]
+    disclosure = load_experiment(root / "configs" / "belief-disclosure.yaml")
+    assert len(disclosure.train.seeds) > 1
+    assert ("synthetic_header", "negation") in disclosure.evals.compare
