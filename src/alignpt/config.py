@@ -531,6 +531,12 @@ class EvalsConfig(Strict):
     anthropic_limit: int | None = Field(None, ge=1, description="items per Anthropic file")
     capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
     baseline: str | None = Field(None, description="condition others are compared with")
+    compare: list[tuple[str, str]] | None = Field(
+        None,
+        description="extra paired differences [a, b] (a - b on the same items) besides each "
+        "condition against the baseline",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
     contamination_n: int = Field(8, ge=2)
     bootstrap: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
@@ -782,6 +788,15 @@ class ExperimentConfig(Strict):
                 f"evals.baseline: no condition named '{self.evals.baseline}' "
                 f"(known: {', '.join(sorted(self.conditions))})"
             )
+        for k, pair in enumerate(self.evals.compare or []):
+            for name in pair:
+                if name not in self.conditions:
+                    raise ValueError(
+                        f"evals.compare[{k}]: no condition named '{name}' "
+                        f"(known: {', '.join(sorted(self.conditions))})"
+                    )
+            if pair[0] == pair[1]:
+                raise ValueError(f"evals.compare[{k}]: compares '{pair[0]}' with itself")
         return self
 
     @model_validator(mode="after")

@@ -246,11 +246,13 @@ def summarize(raw_per_seed: Sequence[dict], *, n_boot: int = 1000, seed: int = 0
     if "belief" in suites:
         from alignpt.evals.belief import summarize_belief
 
-        out["belief"] = summarize_belief([r["belief"] for r in raw_per_seed])
+        out["belief"] = summarize_belief(
+            [r["belief"] for r in raw_per_seed], n_boot=n_boot, seed=seed
+        )
     if "probe" in suites:
         from alignpt.evals.probe import summarize_probe
 
-        out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed])
+        out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed], n_boot=n_boot, seed=seed)
     if "modes" in raw_per_seed[0]:  # mode-conditioned scoring (alignpt.evals.modes)
         from alignpt.evals.modes import summarize_modes
 

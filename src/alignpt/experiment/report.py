@@ -67,6 +67,9 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             elif metric.endswith("_by_normalisation"):
                 for norm, r in iv.items():
                     yield pair, f"difference_{metric.removesuffix('_by_normalisation')}", norm, r
+            elif "value" not in iv:  # one interval per measure (belief_implanted_rate)
+                for name, r in iv.items():
+                    yield pair, f"difference_{metric}", name, r
             else:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
@@ -311,6 +314,8 @@ def _paired_rows(results: dict) -> list[list[str]]:
             elif metric.endswith("_by_normalisation"):
                 name = metric.removesuffix("_by_normalisation")
                 rows += [[pair, f"{name} ({n} scoring)", fmt_interval(r)] for n, r in iv.items()]
+            elif "value" not in iv:  # one interval per measure (belief_implanted_rate)
+                rows += [[pair, f"{metric} ({n})", fmt_interval(r)] for n, r in iv.items()]
             else:
                 rows.append([pair, metric, fmt_interval(iv)])
     return rows

@@ -415,6 +415,7 @@ class ExperimentRunner:
             n_boot=self.config.evals.bootstrap,
             seed=self.config.evals.bootstrap_seed,
             consistency_flag=self.config.evals.protocol.consistency_flag,
+            compare=self.config.evals.compare or (),
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
