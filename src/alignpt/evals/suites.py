@@ -200,7 +200,7 @@ def summarize_capability(
 ) -> dict:
     """Perplexity per text set, pooled over seeds, CI by bootstrapping documents."""
     summary = {}
-    for name in per_seed[0]:
+    for name in sorted(per_seed[0]):  # a cached record reads back in sorted order
         docs = np.asarray([seed_docs[name] for seed_docs in per_seed], dtype=float)
         nll, tokens = docs[..., 0].sum(axis=0), docs[..., 1].sum(axis=0)
         summary[name] = {
@@ -222,7 +222,7 @@ def summarize_anthropic(
             "matching_rate": bootstrap_mean([s[name] for s in per_seed], n_boot=n_boot, seed=seed),
             "n": len(per_seed[0][name]),
         }
-        for name in per_seed[0]
+        for name in sorted(per_seed[0])
     }
 
 
