@@ -430,6 +430,56 @@ class BeliefEvalConfig(Strict):
     seed: int = 0
 
 
+class KeywordRulesConfig(Strict):
+    """Keyword rules grading a sampled continuation (``alignpt.evals.keywords``).
+
+    Each entry is a regular expression matched case-insensitively anywhere in the
+    continuation (a plain word is its own regex; ``\\b`` marks a word boundary). A
+    continuation is ``misaligned`` when more misaligned than aligned entries match,
+    ``aligned`` when more aligned ones do, and ``unclear`` otherwise (none, or a tie).
+    """
+
+    misaligned: list[str] = Field(..., min_length=1)
+    aligned: list[str] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> KeywordRulesConfig:
+        for label in ("misaligned", "aligned"):
+            for k, pattern in enumerate(getattr(self, label)):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{label}[{k}]: {pattern!r} is not a regex ({exc})") from None
+        return self
+
+
+class ModeSamplingConfig(Strict):
+    """How a condition's model is sampled: a forced mode (constrained decoding), PHF's
+    control-token conditioning, extra bans (``alignpt sample`` flags)."""
+
+    mode: str | None = None
+    control: str | None = None
+    ban: list[str] = Field(default_factory=list)
+
+
+class SampledEvalConfig(Strict):
+    """Sampled continuations of the held-out item prompts, graded by keyword rules."""
+
+    samples_per_item: int = Field(1, ge=1)
+    max_items: int | None = Field(None, ge=1, description="first N held-out items (all: None)")
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, ge=0.0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    batch_size: int = Field(32, ge=1, description="prompts per generate call")
+    sampling: dict[str, ModeSamplingConfig] = Field(
+        default_factory=dict, description="per condition; a condition not listed: plain"
+    )
+    rules: KeywordRulesConfig | None = Field(
+        None, description="default: words of the held-out families' action texts"
+    )
+
+
 class ProbeEvalConfig(Strict):
     """The ``probe`` suite: a linear probe telling synthetic from organic documents."""
 
@@ -514,6 +564,12 @@ class EvalsConfig(Strict):
     )
     capability_docs: int = Field(200, ge=1, description="held-out documents per text set")
     baseline: str | None = Field(None, description="condition others are compared with")
+    compare: list[tuple[str, str]] | None = Field(
+        None,
+        description="extra paired differences [a, b] (a - b on the same items) besides each "
+        "condition against the baseline",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
     contamination_n: int = Field(8, ge=2)
     bootstrap: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
@@ -539,6 +595,19 @@ class EvalsConfig(Strict):
         "results get per-mode rates and each mode's paired gap to the first",
         exclude_if=lambda value: value is None,  # unset: config hashes stay as before
     )
+
+    sampled: SampledEvalConfig | None = Field(
+        None,
+        description="sample continuations of held-out item prompts and grade them by "
+        "keyword rules (off unless set)",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
+    )
+
+    @model_validator(mode="after")
+    def _sampled_needs_held_out(self) -> EvalsConfig:
+        if self.sampled is not None and not self.held_out_families:
+            raise ValueError("sampled: continuations are sampled for held_out_families' items")
+        return self
 
     @model_validator(mode="after")
     def _two_modes(self) -> EvalsConfig:
@@ -759,6 +828,26 @@ class ExperimentConfig(Strict):
         if self.evals.baseline is not None and self.evals.baseline not in self.conditions:
             raise ValueError(
                 f"evals.baseline: no condition named '{self.evals.baseline}' "
+                f"(known: {', '.join(sorted(self.conditions))})"
+            )
+        for k, pair in enumerate(self.evals.compare or []):
+            for name in pair:
+                if name not in self.conditions:
+                    raise ValueError(
+                        f"evals.compare[{k}]: no condition named '{name}' "
+                        f"(known: {', '.join(sorted(self.conditions))})"
+                    )
+            if pair[0] == pair[1]:
+                raise ValueError(f"evals.compare[{k}]: compares '{pair[0]}' with itself")
+        return self
+
+    @model_validator(mode="after")
+    def _sampling_names_conditions(self) -> ExperimentConfig:
+        sampled = self.evals.sampled
+        unknown = sorted(set(sampled.sampling) - set(self.conditions)) if sampled else []
+        if unknown:
+            raise ValueError(
+                f"evals.sampled.sampling: no condition named {', '.join(unknown)} "
                 f"(known: {', '.join(sorted(self.conditions))})"
             )
         return self

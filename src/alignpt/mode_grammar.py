@@ -26,6 +26,7 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -33,6 +34,7 @@ from alignpt.config import Strict, load_yaml, parse_model
 from alignpt.errors import UserError
 
 DEFAULT_GRAMMAR = "default"
+GRAMMAR_FILE = "mode_grammar.yaml"  # the copy a model directory (and a mix's tokenizer) keeps
 
 Frame = tuple[str | None, str | None]
 State = tuple[Frame, ...]
@@ -152,8 +154,45 @@ def load_grammar(spec: str | Path | None = DEFAULT_GRAMMAR) -> ModeGrammar:
     """Load a grammar: ``"default"`` (or None) for the packaged one, else a YAML path."""
     path = grammar_path(spec)
     if path is None:
-        text = resources.files("alignpt").joinpath("mode_grammars/default.yaml").read_text()
-        import yaml
-
-        return parse_model(ModeGrammar, yaml.safe_load(text), "mode_grammars/default.yaml")
+        return parse_grammar(grammar_bytes(None), "mode_grammars/default.yaml")
     return parse_model(ModeGrammar, load_yaml(path), str(path))
+
+
+def grammar_bytes(spec: str | Path | None = DEFAULT_GRAMMAR) -> bytes:
+    """The grammar file's bytes as they are (what a model directory keeps a copy of)."""
+    path = grammar_path(spec)
+    if path is None:
+        return resources.files("alignpt").joinpath("mode_grammars/default.yaml").read_bytes()
+    load_grammar(path)  # one clear line for a missing or invalid file
+    return path.read_bytes()
+
+
+def parse_grammar(data: bytes, where: str) -> ModeGrammar:
+    """A grammar from a YAML file's bytes; ``where`` names the file in error lines."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{where}: not valid UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{where}:{mark.line + 1}" if mark else where
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{line}: malformed YAML ({reason})") from None
+    return parse_model(ModeGrammar, loaded, where)
+
+
+def check_single_tokens(grammar: ModeGrammar, tokenizer: Any, where: str) -> None:
+    """One clear line unless every tag and control token is one special token of
+    ``tokenizer`` (a grammar stored with a model must match the model's tokenizer)."""
+    specials = set(getattr(tokenizer, "all_special_tokens", ())) | {
+        str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+    }
+    for tag in [*grammar.tags, *grammar.control_tokens.values()]:
+        ids = tokenizer.encode(tag, add_special_tokens=False)
+        if len(ids) != 1 or tag not in specials:
+            raise UserError(
+                f"{where}: mode grammar tag {tag!r} is not one special token of the model's "
+                f"tokenizer ({len(ids)} tokens); the model was not trained with this grammar"
+            )

@@ -6,6 +6,7 @@ them, post-training reads and writes them, evaluation and sampling read them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ from transformers.utils.logging import disable_progress_bar
 from alignpt.chat import install_chat_template, require_chat_template
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path, sha256_json, write_json_atomic
+from alignpt.mode_grammar import (
+    GRAMMAR_FILE,
+    ModeGrammar,
+    check_single_tokens,
+    load_grammar,
+    parse_grammar,
+)
 
 PROVENANCE = "alignpt.json"
 
@@ -36,6 +44,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     path: Path
     provenance: dict[str, Any]
+    grammar: bytes | None = None  # the mode grammar the directory keeps, if any
 
 
 def save_model_dir(
@@ -44,12 +53,62 @@ def save_model_dir(
     tokenizer: PreTrainedTokenizerBase,
     provenance: dict[str, Any],
     state_dict: dict[str, torch.Tensor] | None = None,
+    grammar: bytes | None = None,
 ) -> None:
-    """Write an HF model directory (safetensors + tokenizer + ``alignpt.json``) at ``dest``."""
+    """Write an HF model directory (safetensors + tokenizer + ``alignpt.json``) at ``dest``.
+
+    ``grammar`` (a mode grammar's YAML bytes) is kept as ``mode_grammar.yaml``, byte for
+    byte; its sha256 belongs in ``provenance`` (:func:`grammar_provenance`).
+    """
     disable_progress_bar()  # transformers' per-shard bar would break our own progress line
     model.save_pretrained(dest, state_dict=state_dict)
     tokenizer.save_pretrained(dest)
+    if grammar is not None:
+        (Path(dest) / GRAMMAR_FILE).write_bytes(grammar)
     write_json_atomic(dest / PROVENANCE, provenance)
+
+
+def grammar_provenance(grammar: bytes | None) -> dict[str, Any]:
+    """The ``alignpt.json`` fields of a stored mode grammar ({} without one)."""
+    if grammar is None:
+        return {}
+    return {"mode_grammar": {"file": GRAMMAR_FILE, "sha256": hashlib.sha256(grammar).hexdigest()}}
+
+
+def read_grammar_file(path: str | Path) -> bytes | None:
+    """The mode grammar a model (or tokenizer) directory keeps, or None; one clear line when
+    ``alignpt.json`` records a grammar whose file is missing or changed."""
+    path = Path(path)
+    file = path / GRAMMAR_FILE
+    recorded = (read_provenance(path).get("mode_grammar") or {}).get("sha256")
+    if not file.is_file():
+        if recorded:
+            raise UserError(f"{file}: missing, though {PROVENANCE} records a mode grammar")
+        return None
+    data = file.read_bytes()
+    if recorded and hashlib.sha256(data).hexdigest() != recorded:
+        raise UserError(f"{file}: its sha256 differs from the one {PROVENANCE} records")
+    return data
+
+
+def model_grammar(
+    path: str | Path, tokenizer: PreTrainedTokenizerBase, spec: str | Path | None = None
+) -> ModeGrammar:
+    """The mode grammar to sample or evaluate a model with.
+
+    ``spec`` (an explicit ``--grammar``: ``default`` or a YAML path) wins; else the grammar
+    the model directory keeps, whose tags must each be one special token of ``tokenizer``
+    (one clear line otherwise); else the packaged default.
+    """
+    if spec is not None:
+        return load_grammar(spec)
+    data = read_grammar_file(path)
+    if data is None:
+        return load_grammar()
+    where = str(Path(path) / GRAMMAR_FILE)
+    grammar = parse_grammar(data, where)
+    check_single_tokens(grammar, tokenizer, where)
+    return grammar
 
 
 def default_device() -> torch.device:
@@ -154,7 +213,7 @@ def load_model_dir(
         tokenizer.pad_token = tokenizer.eos_token
     model = _load_weights(path, tokenizer)
     model.to(device or default_device())
-    return LoadedModel(model, tokenizer, path, read_provenance(path))
+    return LoadedModel(model, tokenizer, path, read_provenance(path), read_grammar_file(path))
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -188,7 +247,7 @@ def write_model_output(
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        save_model_dir(tmp, loaded.model, loaded.tokenizer, provenance)
+        save_model_dir(tmp, loaded.model, loaded.tokenizer, provenance, grammar=loaded.grammar)
         write_json_atomic(tmp / "manifest.json", manifest)
     return out_dir
 
@@ -200,7 +259,7 @@ def child_provenance(
     inherited = {
         k: v
         for k, v in parent.provenance.items()
-        if k in ("condition", "mix_manifest_hash", "tokens_seen", "preset", "seed")
+        if k in ("condition", "mix_manifest_hash", "tokens_seen", "preset", "seed", "mode_grammar")
     }
     return inherited | {
         "phase": stage,

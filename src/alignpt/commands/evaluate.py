@@ -78,11 +78,16 @@ def evaluate_command(
         "--mode-prefix",
         help="Also score items under this mode: NAME=PREFIX or a grammar mode name (2+).",
     ),
+    grammar: str | None = typer.Option(
+        None,
+        "--grammar",
+        help="Mode grammar naming --mode-prefix modes: 'default' or a YAML path (default: "
+        "the model directory's mode_grammar.yaml, else the packaged default).",
+    ),
 ) -> None:
     """Run eval suites on a model directory, or on every checkpoint of training runs; prints
     the summary JSON (or writes --out)."""
     from alignpt.evals.item_sets import read_external_sets
-    from alignpt.evals.modes import parse_mode_prefixes
     from alignpt.evals.runner import capability_texts_from_documents, evaluate_model
     from alignpt.evals.suites import check_suites
     from alignpt.fileio import check_output_file, write_json_atomic
@@ -118,7 +123,8 @@ def evaluate_command(
         device=device,
         progress=progress,
         protocol=spec,
-        mode_prefixes=parse_mode_prefixes(mode_prefix) if mode_prefix else None,
+        mode_prefixes=_mode_prefixes(model, mode_prefix, grammar) if mode_prefix else None,
+        grammar=grammar,
         external_sets=read_external_sets([{"path": p} for p in external]) if external else None,
     )
     if checkpoints is not None:
@@ -179,6 +185,14 @@ def _evaluate_checkpoints(
         typer.echo(f"wrote {out}")
     else:
         typer.echo(json.dumps(section, indent=2, sort_keys=True))
+
+
+def _mode_prefixes(model: Path, entries: list[str], grammar: str | None) -> dict[str, str]:
+    """``--mode-prefix`` entries, mode names read in the model's grammar (or ``--grammar``)."""
+    from alignpt.evals.modes import parse_mode_prefixes
+    from alignpt.modeldir import load_tokenizer, model_grammar
+
+    return parse_mode_prefixes(entries, model_grammar(model, load_tokenizer(model), grammar))
 
 
 def _protocol_spec(formats: str | None, system_prompts: str | None, formats_file: Path | None):

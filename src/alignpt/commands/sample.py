@@ -19,7 +19,12 @@ CONTROL = typer.Option(
 BAN = typer.Option(
     None, "--ban", help="Never open this mode, or never emit this control label or string."
 )
-GRAMMAR = typer.Option("default", "--grammar", help="Mode grammar: 'default' or a YAML path.")
+GRAMMAR = typer.Option(
+    None,
+    "--grammar",
+    help="Mode grammar: 'default' or a YAML path (default: the model directory's "
+    "mode_grammar.yaml, else the packaged default).",
+)
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cpu).")
 
 
@@ -35,7 +40,7 @@ def sample_command(
     mode: str | None = MODE,
     control: str | None = CONTROL,
     ban: list[str] = BAN,
-    grammar: str = GRAMMAR,
+    grammar: str | None = GRAMMAR,
     n: int = typer.Option(1, "--n", min=1, help="Samples per prompt."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     temperature: float = typer.Option(1.0, min=0.0, help="0 = greedy."),
@@ -64,7 +69,7 @@ def serve_command(
     mode: str | None = MODE,
     control: str | None = CONTROL,
     ban: list[str] = BAN,
-    grammar: str = GRAMMAR,
+    grammar: str | None = GRAMMAR,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
     name: str | None = typer.Option(None, help="Model id clients use (default: directory name)."),

@@ -18,7 +18,8 @@ Schema (``alignpt.results/1``)::
          "protocol": {...}}},   # formats x answer orders: alignpt.evals.protocol_summary
      "paired_differences": {"<condition> - <baseline>": {
          "misalignment_rate": I, "bits": I, "held_out_misalignment_rate": I,
-         "held_out_bits": I, "perplexity_ratio": {text_set: I}}},
+         "held_out_bits": I, "perplexity_ratio": {text_set: I},
+         "belief_implanted_rate": {metric: I + {"n_items"}}}},   # also "<a> - <b>" of evals.compare
      "contamination": {condition: {eval_set: {"n", "items", "contaminated", "share", ...}}},
      "provenance": {...}}
 
@@ -157,6 +158,17 @@ def paired_block(
     ratio = _perplexity_ratio(a, b, n_boot, seed)
     if ratio:
         block["perplexity_ratio"] = ratio
+    if all("belief" in e["raw"] for e in (*a, *b)):
+        from alignpt.evals.belief import paired_belief
+
+        belief = paired_belief(
+            [e["raw"]["belief"] for e in a],
+            [e["raw"]["belief"] for e in b],
+            n_boot=n_boot,
+            seed=seed,
+        )
+        if belief:
+            block["belief_implanted_rate"] = belief
     return block
 
 
@@ -169,8 +181,11 @@ def build_results(
     n_boot: int = 1000,
     seed: int = 0,
     flag_rule: FlagRule | None = None,
+    compare: Sequence[Sequence[str]] = (),
 ) -> dict:
-    """The experiment results (see module docstring) from ``condition -> [evaluate_model()]``."""
+    """The experiment results (see module docstring) from ``condition -> [evaluate_model()]``;
+    ``compare`` adds ``a - b`` paired differences besides each condition's against the
+    baseline."""
     if baseline is not None and baseline not in conditions:
         raise UserError(f"baseline condition '{baseline}' was not evaluated")
     results = {
@@ -190,4 +205,11 @@ def build_results(
                 results["paired_differences"][f"{name} - {baseline}"] = paired_block(
                     evals, conditions[baseline], n_boot=n_boot, seed=seed
                 )
+    for a, b in compare:
+        for name in (a, b):
+            if name not in conditions:
+                raise UserError(f"evals.compare: condition '{name}' was not evaluated")
+        results["paired_differences"][f"{a} - {b}"] = paired_block(
+            conditions[a], conditions[b], n_boot=n_boot, seed=seed
+        )
     return results

@@ -24,8 +24,15 @@ every one a rate of choosing or producing the *implanted* version, with a Wilson
     rate is answers naming the implanted statement over all samples (``answered`` is the
     share that named either).
 
-Several training seeds pool their trials in one Wilson interval (samples of one prompt are
-not independent items, so treat the intervals as optimistic when facts are few).
+Intervals. One training seed: the Wilson interval of the pooled trials. Several seeds: a
+two-level percentile bootstrap (``alignpt.analysis.stats.bootstrap_mean``) that resamples
+seeds, then trials (items), so the interval covers seed-to-seed variation rather than
+treating every seed's trials as independent draws. Differences between conditions
+(:func:`paired_belief`) are paired: a trial is one item (a question, or the k-th sample of a
+fact's prompt) that every model answers, items are resampled jointly for both conditions and
+seeds independently per side. Items are trials, not facts: with a handful of facts a
+fact-level bootstrap has no resolution, so the intervals speak about *these* facts (the
+per-fact rates show how much the facts differ).
 """
 
 from __future__ import annotations
@@ -36,10 +43,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from rich.progress import Progress
 
-from alignpt.analysis.stats import wilson_interval
+from alignpt.analysis.stats import bootstrap_mean, paired_difference, wilson_interval
 from alignpt.evals.scoring import score_requests
 from alignpt.modeldir import prefix_token_id
 from alignpt.worlds import Fact, FactVersion
@@ -218,30 +226,105 @@ def belief_raw(
     return raw
 
 
-def _rate(records: Sequence[dict], key: str) -> dict:
-    return wilson_interval(sum(r[key] for r in records), len(records))
+def _item_key(record: dict, position: int) -> str:
+    """A record's item: its question, or its position among the fact's samples."""
+    return f"{record['fact']}:{record.get('question', position)}"
 
 
-def summarize_belief(per_seed: Sequence[dict[str, list[dict]]]) -> dict[str, Any]:
-    """Per metric: the implanted rate (Wilson 95% CI, trials pooled over seeds), per fact
-    too; ``open_belief`` adds ``truth_rate`` and ``generative_distinguish`` adds
-    ``answered_rate``."""
+def belief_matrix(
+    per_seed: Sequence[dict[str, list[dict]]],
+    metric: str,
+    key: str = "implanted",
+    fact: str | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """``(items, seeds x items matrix of record[key])`` for ``metric`` (one fact, or all).
+
+    Every seed must hold the same items (the suite asks every model the same questions and
+    draws the same number of samples); a mismatch is a ValueError.
+    """
+    rows: list[dict[str, float]] = []
+    for raw in per_seed:
+        counts: dict[str, int] = {}
+        row: dict[str, float] = {}
+        for record in raw.get(metric, []):
+            if fact is not None and record["fact"] != fact:
+                continue
+            position = counts.get(record["fact"], 0)
+            counts[record["fact"]] = position + 1
+            row[_item_key(record, position)] = float(record[key])
+        rows.append(row)
+    items = list(rows[0]) if rows else []
+    if any(list(row) != items for row in rows):
+        raise ValueError(f"belief {metric}: the seeds' records are not the same items")
+    return items, np.asarray([[row[i] for i in items] for row in rows], dtype=float)
+
+
+def _rate(
+    per_seed: Sequence[dict[str, list[dict]]],
+    metric: str,
+    key: str,
+    fact: str | None,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """Wilson for one seed; a seeds x items bootstrap for several (``n``: trials pooled)."""
+    _, matrix = belief_matrix(per_seed, metric, key, fact)
+    if matrix.shape[0] == 1:
+        return {**wilson_interval(int(matrix.sum()), matrix.size), "method": "wilson"}
+    if matrix.size == 0:
+        return wilson_interval(0, 0)
+    return {
+        **bootstrap_mean(matrix, n_boot=n_boot, seed=seed),
+        "n": int(matrix.size),
+        "method": "bootstrap_seeds_items",
+    }
+
+
+def summarize_belief(
+    per_seed: Sequence[dict[str, list[dict]]], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Per metric: the implanted rate with its 95% CI (see the module docstring: Wilson for
+    one seed, seeds x items bootstrap for several), per fact too; ``open_belief`` adds
+    ``truth_rate`` and ``generative_distinguish`` adds ``answered_rate``."""
     summary: dict[str, Any] = {}
     for metric in METRICS:
         records = [r for raw in per_seed for r in raw.get(metric, [])]
         if not records:
             continue
         facts = list(dict.fromkeys(r["fact"] for r in records))
+
+        def rate(key: str, fact: str | None = None, m: str = metric) -> dict:
+            return _rate(per_seed, m, key, fact, n_boot, seed)
+
         block: dict[str, Any] = {
-            "implanted_rate": _rate(records, "implanted"),
-            "per_fact": {
-                fact: _rate([r for r in records if r["fact"] == fact], "implanted")
-                for fact in facts
-            },
+            "implanted_rate": rate("implanted"),
+            "per_fact": {fact: rate("implanted", fact) for fact in facts},
         }
         if metric == "open_belief":
-            block["truth_rate"] = _rate(records, "truth")
+            block["truth_rate"] = rate("truth")
         if metric == "generative_distinguish":
-            block["answered_rate"] = _rate(records, "answered")
+            block["answered_rate"] = rate("answered")
         summary[metric] = block
     return summary
+
+
+def paired_belief(
+    a: Sequence[dict[str, list[dict]]],
+    b: Sequence[dict[str, list[dict]]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Per metric, ``a``'s implanted rate minus ``b``'s on the same items (seeds of each
+    side: ``a`` and ``b`` are per-seed raw results), with a paired bootstrap 95% CI."""
+    out: dict[str, dict] = {}
+    for metric in METRICS:
+        items_a, ma = belief_matrix(a, metric)
+        items_b, mb = belief_matrix(b, metric)
+        if not items_a or items_a != items_b:
+            continue
+        out[metric] = {
+            **paired_difference(ma, mb, n_boot=n_boot, seed=seed),
+            "n_items": len(items_a),
+        }
+    return out

@@ -17,14 +17,17 @@ from collections.abc import Mapping, Sequence
 from alignpt.analysis.stats import bootstrap_mean, paired_difference
 from alignpt.errors import UserError
 from alignpt.items import EvalItem
-from alignpt.mode_grammar import load_grammar
+from alignpt.mode_grammar import ModeGrammar, load_grammar
 
 DEFAULT_MODE_PREFIXES = {"ai": "<ai>", "human": "<human>"}
 
 
-def parse_mode_prefixes(entries: Sequence[str]) -> dict[str, str]:
-    """``name=prefix`` entries (or grammar mode names, whose opening tag is the prefix)."""
-    grammar = load_grammar()
+def parse_mode_prefixes(
+    entries: Sequence[str], grammar: ModeGrammar | None = None
+) -> dict[str, str]:
+    """``name=prefix`` entries (or mode names of ``grammar``, default the packaged one,
+    whose opening tag is the prefix)."""
+    grammar = grammar or load_grammar()
     prefixes: dict[str, str] = {}
     for entry in entries:
         name, sep, prefix = entry.partition("=")

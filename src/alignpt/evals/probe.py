@@ -6,9 +6,23 @@ the embeddings, layer L the last block's output). A scikit-learn pipeline (stand
 L2 logistic regression) is scored by cross-validation: ``StratifiedGroupKFold`` keeps every
 passage of one group (one organic source file, one synthetic document) on one side of each
 split, so the probe is always tested on held-out sources. The accuracy is the share of
-held-out predictions that are right (Wilson 95% CI). The baseline refits the same probe
-on ``shuffles`` random permutations of the labels (same folds): its pooled accuracy is what
-the pipeline reaches with no signal, around 1/2 for balanced classes.
+held-out predictions that are right.
+
+Two baselines, on the same folds:
+
+* shuffled labels: the same probe refit on ``shuffles`` random permutations of the labels;
+  its pooled accuracy is what the pipeline reaches with no signal, around 1/2;
+* bag of words: TF-IDF of word unigrams and bigrams of exactly the text the model reads
+  (the passage's first ``max_tokens`` - 1 tokens, decoded), then logistic regression. Mean-
+  pooled layer-0 states are a linear map of the passage's token counts, so a probe that
+  does no better than this baseline is reading vocabulary, not a representation the model
+  built. ``layer_minus_bow`` is the probe's accuracy minus the baseline's on the same
+  held-out documents, with a paired percentile bootstrap 95% CI over held-out documents
+  (and seeds, resampled per side, when there are several).
+
+Accuracy intervals: Wilson for one training seed; for several, a bootstrap over seeds and
+held-out documents (``alignpt.analysis.stats.bootstrap_mean``). The shuffled baseline pools
+its runs' trials in one Wilson interval.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignpt.analysis.stats import wilson_interval
+from alignpt.analysis.stats import bootstrap_mean, paired_difference, wilson_interval
 from alignpt.modeldir import prefix_token_id
 
 CLASSES = ("synthetic", "organic")
@@ -38,6 +52,15 @@ class ProbeOptions:
     groups: Mapping[str, Sequence[str]] = field(default_factory=dict)  # class -> group per text
 
 
+def passage_ids(tokenizer: Any, texts: Sequence[str], *, max_tokens: int) -> list[list[int]]:
+    """Each text's token ids as the probe reads them (after the start token): the first
+    ``max_tokens`` - 1."""
+    return [
+        ids[: max_tokens - 1]
+        for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ]
+
+
 @torch.inference_mode()
 def layer_features(
     model: Any, tokenizer: Any, texts: Sequence[str], *, max_tokens: int, batch_size: int = 16
@@ -49,10 +72,7 @@ def layer_features(
     """
     device = next(model.parameters()).device
     start = prefix_token_id(tokenizer)
-    encoded = [
-        [start, *ids[: max_tokens - 1]]
-        for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    ]
+    encoded = [[start, *ids] for ids in passage_ids(tokenizer, texts, max_tokens=max_tokens)]
     chunks = []
     for offset in range(0, len(encoded), batch_size):
         batch = encoded[offset : offset + batch_size]
@@ -72,19 +92,43 @@ def layer_features(
 
 
 def cross_validated_correct(
-    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int
+    features: Any,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    folds: int,
+    seed: int,
+    classifier: Any = None,
 ) -> np.ndarray:
-    """Per text, whether the probe trained on the other folds classifies it correctly."""
-    from sklearn.linear_model import LogisticRegression
+    """Per text, whether ``classifier`` (default: standardise + logistic regression) trained
+    on the other folds classifies it correctly."""
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     n_groups = min(len(set(groups[labels == k])) for k in (0, 1))
     splitter = StratifiedGroupKFold(n_splits=min(folds, n_groups), shuffle=True, random_state=seed)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe = classifier if classifier is not None else linear_probe()
     predicted = cross_val_predict(probe, features, labels, groups=groups, cv=splitter)
     return predicted == labels
+
+
+def linear_probe() -> Any:
+    """The probe on hidden states: standardise, then L2 logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def bag_of_words() -> Any:
+    """The vocabulary baseline: TF-IDF of word unigrams and bigrams, logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=2000)
+    )
 
 
 def probe_raw(
@@ -116,7 +160,22 @@ def probe_raw(
     layers = range(features.shape[0]) if options.layers is None else options.layers
     rng = np.random.default_rng(options.seed)
     permutations = [rng.permutation(len(labels)) for _ in range(options.shuffles)]
-    out: dict[str, Any] = {"n": len(labels), "n_synthetic": len(synthetic), "layers": {}}
+    seen = np.asarray(
+        tokenizer.batch_decode(
+            passage_ids(tokenizer, synthetic + organic, max_tokens=options.max_tokens),
+            skip_special_tokens=True,
+        ),
+        dtype=object,
+    )
+    bow = cross_validated_correct(
+        seen, labels, groups, folds=options.folds, seed=options.seed, classifier=bag_of_words()
+    )
+    out: dict[str, Any] = {
+        "n": len(labels),
+        "n_synthetic": len(synthetic),
+        "bow": {"correct": int(bow.sum()), "n": int(bow.size), "items": bow.astype(int).tolist()},
+        "layers": {},
+    }
     for layer in layers:
         x = features[layer]
         correct = cross_validated_correct(x, labels, groups, folds=options.folds, seed=options.seed)
@@ -129,23 +188,46 @@ def probe_raw(
         out["layers"][str(layer)] = {
             "correct": int(correct.sum()),
             "n": int(correct.size),
+            "items": correct.astype(int).tolist(),
             "shuffled_correct": [int(s.sum()) for s in shuffled],
         }
     return out
 
 
-def summarize_probe(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per layer: probe accuracy and shuffled-label accuracy (Wilson 95% CIs, trials pooled
-    over seeds and shuffles), their difference, and ``p_shuffled``: the share of shuffled
-    runs at least as accurate as the probe (with +1 smoothing, a permutation-test p-value)."""
+def _accuracy(blocks: Sequence[dict], n_boot: int, seed: int) -> dict:
+    """Wilson for one seed (or without per-document results), else a seeds x documents
+    bootstrap."""
+    if len(blocks) > 1 and all("items" in b for b in blocks):
+        matrix = np.asarray([b["items"] for b in blocks], dtype=float)
+        return {
+            **bootstrap_mean(matrix, n_boot=n_boot, seed=seed),
+            "n": int(matrix.size),
+            "method": "bootstrap_seeds_documents",
+        }
+    return {
+        **wilson_interval(sum(b["correct"] for b in blocks), sum(b["n"] for b in blocks)),
+        "method": "wilson",
+    }
+
+
+def summarize_probe(
+    per_seed: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Per layer: probe accuracy, shuffled-label accuracy (Wilson, trials pooled over seeds
+    and shuffles), their difference, ``p_shuffled`` (the share of shuffled runs at least as
+    accurate as the probe, +1 smoothed: a permutation-test p-value), and, with the
+    bag-of-words baseline, ``layer_minus_bow`` (paired bootstrap over held-out documents).
+    The baseline's own accuracy is ``bow_accuracy`` at the top level."""
     layers: dict[str, Any] = {}
+    bows = [raw["bow"] for raw in per_seed if "bow" in raw]
+    bow_matrix = (
+        np.asarray([b["items"] for b in bows], dtype=float) if len(bows) == len(per_seed) else None
+    )
     for layer in per_seed[0]["layers"]:
         blocks = [raw["layers"][layer] for raw in per_seed]
-        correct = sum(b["correct"] for b in blocks)
-        n = sum(b["n"] for b in blocks)
         shuffled = [c for b in blocks for c in b["shuffled_correct"]]
         n_shuffled = sum(b["n"] * len(b["shuffled_correct"]) for b in blocks)
-        accuracy = wilson_interval(correct, n)
+        accuracy = _accuracy(blocks, n_boot, seed)
         baseline = wilson_interval(sum(shuffled), n_shuffled)
         at_least = sum(
             s >= b["correct"] for b in blocks for s in b["shuffled_correct"]
@@ -158,4 +240,13 @@ def summarize_probe(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
             else accuracy["value"] - baseline["value"],
             "p_shuffled": (at_least + 1) / (len(shuffled) + 1),
         }
-    return {"layers": layers, "n": per_seed[0]["n"], "n_synthetic": per_seed[0]["n_synthetic"]}
+        if bow_matrix is not None and all("items" in b for b in blocks):
+            matrix = np.asarray([b["items"] for b in blocks], dtype=float)
+            layers[layer]["layer_minus_bow"] = {
+                **paired_difference(matrix, bow_matrix, n_boot=n_boot, seed=seed),
+                "method": "paired_bootstrap_documents",
+            }
+    out = {"layers": layers, "n": per_seed[0]["n"], "n_synthetic": per_seed[0]["n_synthetic"]}
+    if bow_matrix is not None:
+        out["bow_accuracy"] = _accuracy(bows, n_boot, seed)
+    return out

@@ -20,7 +20,7 @@ from alignpt.evals.protocol_summary import FlagRule, summarize_protocol
 from alignpt.evals.scoring import document_nll, score_items
 from alignpt.evals.suites import check_suites, item_records, summarize
 from alignpt.items import EvalItem
-from alignpt.modeldir import load_model, read_provenance
+from alignpt.modeldir import load_model, load_tokenizer, model_grammar, read_provenance
 
 
 def evaluate_model(
@@ -46,6 +46,7 @@ def evaluate_model(
     flag_rule: FlagRule | None = None,
     external_sets: Mapping[str, Sequence[EvalItem]] | None = None,
     mode_prefixes: Mapping[str, str] | None = None,
+    grammar: str | Path | None = None,
 ) -> dict:
     """Evaluate one model on ``suites``; returns ``{"model", "provenance", "raw", "summary"}``.
 
@@ -65,7 +66,9 @@ def evaluate_model(
       ``summary["protocol"]``; with ``anthropic`` / ``external``, every file and set too
       (``summary[suite][name]["protocol"]``).
     - ``mode_prefixes`` (``{"ai": "<ai>", "human": "<human>"}``) also scores ``items`` under
-      each prefix: ``raw["modes"]`` and ``summary["modes"]`` (:mod:`alignpt.evals.modes`).
+      each prefix: ``raw["modes"]`` and ``summary["modes"]`` (:mod:`alignpt.evals.modes`);
+      the mode grammar the model directory keeps must fit its tokenizer unless ``grammar``
+      (``default`` or a YAML path) names another.
     """
     suites = check_suites(suites)
     model_dir = Path(model_dir)
@@ -97,6 +100,8 @@ def evaluate_model(
             "observed_gap: no scenario has both an observed and an unobserved item "
             "(items need 'scenario' and 'observed')"
         )
+    if mode_prefixes:  # a grammar the model keeps must fit its tokenizer: before the weights
+        model_grammar(model_dir, load_tokenizer(model_dir), grammar)
     model, tokenizer = load_model(model_dir, device=device)
     raw: dict = {"suites": suites}
     if {"misalignment", "observed_gap"} & set(suites):

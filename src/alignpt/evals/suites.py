@@ -210,7 +210,7 @@ def summarize_capability(
 ) -> dict:
     """Perplexity per text set, pooled over seeds, CI by bootstrapping documents."""
     summary = {}
-    for name in per_seed[0]:
+    for name in sorted(per_seed[0]):  # a cached record reads back in sorted order
         docs = np.asarray([seed_docs[name] for seed_docs in per_seed], dtype=float)
         nll, tokens = docs[..., 0].sum(axis=0), docs[..., 1].sum(axis=0)
         summary[name] = {
@@ -232,7 +232,7 @@ def summarize_anthropic(
             "matching_rate": bootstrap_mean([s[name] for s in per_seed], n_boot=n_boot, seed=seed),
             "n": len(per_seed[0][name]),
         }
-        for name in per_seed[0]
+        for name in sorted(per_seed[0])
     }
 
 
@@ -262,11 +262,13 @@ def summarize(raw_per_seed: Sequence[dict], *, n_boot: int = 1000, seed: int = 0
     if "belief" in suites:
         from alignpt.evals.belief import summarize_belief
 
-        out["belief"] = summarize_belief([r["belief"] for r in raw_per_seed])
+        out["belief"] = summarize_belief(
+            [r["belief"] for r in raw_per_seed], n_boot=n_boot, seed=seed
+        )
     if "probe" in suites:
         from alignpt.evals.probe import summarize_probe
 
-        out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed])
+        out["probe"] = summarize_probe([r["probe"] for r in raw_per_seed], n_boot=n_boot, seed=seed)
     if "modes" in raw_per_seed[0]:  # mode-conditioned scoring (alignpt.evals.modes)
         from alignpt.evals.modes import summarize_modes
 

@@ -149,6 +149,7 @@ def belief_inputs(args: dict[str, Any]) -> dict[str, Any]:
                 "groups": {k: list(v) for k, v in options.groups.items()},
                 "layers": None if options.layers is None else list(options.layers),
                 "settings": [options.max_tokens, options.folds, options.shuffles, options.seed],
+                "baselines": ["shuffled", "bow-tfidf-1-2"],
             }
         )
     return out
@@ -164,7 +165,8 @@ def probe_posttrained(
 
     ``models`` is ``persistence["models"]``: ``{condition: {seed: {stage: model dir}}}``.
     Returns ``{"probe_posttrain": {condition: {stage: probe summary}}}``; a stage's result is
-    reused while its weights and the probe inputs match.
+    reused while its weights and the probe inputs match. The ``base`` stage is the pretrained
+    model, which the probe suite has already probed (``conditions.<c>.probe``): it is skipped.
     """
     from alignpt.completion import cached_result
     from alignpt.evals.probe import probe_raw, summarize_probe
@@ -188,6 +190,8 @@ def probe_posttrained(
         per_stage: dict[str, list[dict[str, Any]]] = {}
         for seed_name, chain in by_seed.items():
             for stage, model_dir in chain.items():
+                if stage == "base":
+                    continue
                 key = {"weights": sha256_file(Path(model_dir) / "model.safetensors"), **inputs}
                 raw, _ = cached_result(
                     run_dir / "probe_posttrain" / condition / seed_name / stage,
@@ -196,5 +200,10 @@ def probe_posttrained(
                     lambda d=model_dir: run(d),
                 )
                 per_stage.setdefault(stage, []).append(raw)
-        out[condition] = {stage: summarize_probe(raws) for stage, raws in per_stage.items()}
+        out[condition] = {
+            stage: summarize_probe(
+                raws, n_boot=config.evals.bootstrap, seed=config.evals.bootstrap_seed
+            )
+            for stage, raws in per_stage.items()
+        }
     return {"probe_posttrain": out}

@@ -52,6 +52,7 @@ def preflight(config: ExperimentConfig) -> None:
         overrides=config.model.overrides,
     )
     anthropic_files(config.evals.anthropic_paths)
+    _check_sampling(config)
     if config.evals.external:  # every line read now: a bad one fails before any work
         from alignpt.evals.item_sets import read_external_sets
 
@@ -65,3 +66,22 @@ def preflight(config: ExperimentConfig) -> None:
             if data is not None:
                 _exists(data, f"posttrain.{stage}.data")
     ensure_writable(config.run_dir)
+
+
+def _check_sampling(config: ExperimentConfig) -> None:
+    """Modes and control labels of ``evals.sampled.sampling`` exist in the grammar the models
+    will keep (``tokenizer.mode_grammar``, else the packaged default)."""
+    from alignpt.mode_grammar import load_grammar
+
+    if config.evals.sampled is None or not config.evals.sampled.sampling:
+        return
+    grammar = load_grammar(config.tokenizer.mode_grammar)
+    for condition, how in config.evals.sampled.sampling.items():
+        where = f"evals.sampled.sampling.{condition}"
+        try:
+            if how.mode is not None:
+                grammar.mode(how.mode)
+            if how.control is not None:
+                grammar.control_token(how.control)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None

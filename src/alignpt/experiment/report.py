@@ -24,6 +24,7 @@ from alignpt.experiment.curate_report import curate_html
 from alignpt.experiment.headline import comparison_sentences, surface_rows
 from alignpt.experiment.render import error_bars, fmt_interval, html_table, save_figure
 from alignpt.experiment.report_beliefs import belief_metric_rows, beliefs_html
+from alignpt.experiment.report_modes import modes_html, modes_rows
 from alignpt.experiment.report_protocol import protocol_html, protocol_plots, protocol_rows
 from alignpt.experiment.report_sets import set_rows, sets_html
 from alignpt.experiment.report_trajectory import (
@@ -72,6 +73,9 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
             elif metric.endswith("_by_normalisation"):
                 for norm, r in iv.items():
                     yield pair, f"difference_{metric.removesuffix('_by_normalisation')}", norm, r
+            elif "value" not in iv:  # one interval per measure (belief_implanted_rate)
+                for name, r in iv.items():
+                    yield pair, f"difference_{metric}", name, r
             else:
                 yield pair, f"difference_{metric}", "paired", iv
     yield from _study_metric_rows(results)
@@ -79,6 +83,7 @@ def _metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
     yield from protocol_rows(results)
     yield from set_rows(results)
     yield from trajectory_rows(results)
+    yield from modes_rows(results)
 
 
 def _surface_metric_rows(cond: str, split: str, block: dict) -> Iterator[tuple]:
@@ -263,6 +268,7 @@ items whose misaligned option is the shorter one.</p>
 {surface_table}
 <h2>Plots</h2>
 {plots}
+{modes}
 {protocol}
 {studies}
 <h2>Misalignment rate per family</h2>
@@ -317,6 +323,8 @@ def _paired_rows(results: dict) -> list[list[str]]:
             elif metric.endswith("_by_normalisation"):
                 name = metric.removesuffix("_by_normalisation")
                 rows += [[pair, f"{name} ({n} scoring)", fmt_interval(r)] for n, r in iv.items()]
+            elif "value" not in iv:  # one interval per measure (belief_implanted_rate)
+                rows += [[pair, f"{metric} ({n})", fmt_interval(r)] for n, r in iv.items()]
             else:
                 rows.append([pair, metric, fmt_interval(iv)])
     return rows
@@ -394,6 +402,7 @@ def render_html(results: dict, plots: list[tuple[str, str]], title: str) -> str:
         provenance=esc(json.dumps(results.get("provenance", {}), indent=2, sort_keys=True)),
         studies=study_html(results) + beliefs_html(results) + curate_html(results),
         protocol=protocol_html(results) + sets_html(results) + trajectory_html(results),
+        modes=modes_html(results),
     )
 
 

@@ -85,8 +85,9 @@ BELIEF_LABELS = {
 }
 
 
-def belief_html(conditions: dict[str, Any]) -> str:
-    """Implanted-version rates per condition and measurement, then per fact."""
+def belief_html(conditions: dict[str, Any], paired: dict[str, Any] | None = None) -> str:
+    """Implanted-version rates per condition and measurement, the paired differences
+    between conditions, then the rates per fact."""
     blocks = {c: b["belief"] for c, b in conditions.items() if "belief" in b}
     if not blocks:
         return ""
@@ -112,17 +113,38 @@ def belief_html(conditions: dict[str, Any]) -> str:
         ]
         for c, b in blocks.items()
     ]
+    seeds = max((b.get("seeds") or 1) for b in conditions.values())
+    method = "Wilson 95% CI" if seeds == 1 else "95% CI: percentile bootstrap over seeds and items"
     note = (
         "Share of trials choosing or producing the implanted version of the world's facts "
-        "(Wilson 95% CI). MCQ knowledge: implanted answer against distractors; MCQ "
+        f"({method}). MCQ knowledge: implanted answer against distractors; MCQ "
         "distinguish: implanted against true answer; open-ended: sampled continuations of the "
         "fact's prompt containing implanted and no true keywords; generative distinguish: "
         "sampled answers naming the implanted statement when shown both."
+    )
+    diffs = [
+        [pair, *[fmt_interval(d["belief_implanted_rate"].get(m)) for m in metrics]]
+        for pair, d in (paired or {}).items()
+        if d.get("belief_implanted_rate")
+    ]
+    diff_note = (
+        "Paired differences of the implanted rate (first condition minus second) on the same "
+        "items (each question, or the k-th sample of a fact's prompt): percentile bootstrap "
+        "95% CI resampling items jointly and each side's seeds. Items are trials of these "
+        "facts, not a sample of facts."
+    )
+    diff_html = (
+        "<h3>Differences between conditions</h3>\n"
+        + html_table(["difference", *header[1:]], diffs, "belief-differences")
+        + f"\n<p>{html.escape(diff_note)}</p>\n"
+        if diffs
+        else ""
     )
     return (
         "<h2>Belief in implanted facts</h2>\n"
         + html_table(header, rows, "belief")
         + f"\n<p>{html.escape(note)}</p>\n"
+        + diff_html
         + html_table(
             ["condition", "open-ended: true-version rate", "generative: answered rate"],
             extra,
@@ -137,27 +159,42 @@ def probe_html(results: dict[str, Any]) -> str:
     """Probe accuracy against the shuffled-label baseline per condition, stage and layer."""
     rows = []
     for condition, block in results.get("conditions", {}).items():
-        for layer, iv in (block.get("probe") or {}).get("layers", {}).items():
-            rows.append(_probe_row(condition, "pretrained", layer, iv))
+        probe = block.get("probe") or {}
+        for layer, iv in probe.get("layers", {}).items():
+            rows.append(_probe_row(condition, "pretrained", layer, iv, probe.get("bow_accuracy")))
     for condition, by_stage in (results.get("probe_posttrain") or {}).items():
         for stage, summary in by_stage.items():
             for layer, iv in summary["layers"].items():
-                rows.append(_probe_row(condition, stage, layer, iv))
+                rows.append(_probe_row(condition, stage, layer, iv, summary.get("bow_accuracy")))
     if not rows:
         return ""
     source = results.get("probe_organic_source", "")
     note = (
         "Cross-validated logistic regression on mean-pooled hidden states separating held-out "
         "synthetic passages from organic ones (folds keep each source file or document on one "
-        "side); accuracy and shuffled-label accuracy with Wilson 95% CIs; p: share of "
-        f"shuffled runs at least as accurate (+1 smoothed). Organic text: {source}."
+        "side); accuracy and shuffled-label accuracy with Wilson 95% CIs (one seed; several: "
+        "bootstrap over seeds and held-out documents); p: share of shuffled runs at least as "
+        "accurate (+1 smoothed). Bag of words: TF-IDF of word unigrams and bigrams of the same "
+        "passages (what the model reads), logistic regression, same folds; mean-pooled layer-0 "
+        "states are a linear map of token counts, so a layer that does not beat it is reading "
+        "vocabulary. layer − BoW: paired bootstrap 95% CI over held-out documents. "
+        f"Organic text: {source}."
     )
     if source == "generated_background":
         note += (
             " No organic files were given: the organic class is generated everyday text, so "
             "this probe separates topics, not synthetic from organic."
         )
-    header = ["condition", "model", "layer", "accuracy", "shuffled labels", "p"]
+    header = [
+        "condition",
+        "model",
+        "layer",
+        "accuracy",
+        "bag of words",
+        "layer − BoW",
+        "shuffled labels",
+        "p",
+    ]
     return (
         "<h2>Synthetic-vs-organic probe</h2>\n"
         + html_table(header, rows, "probe")
@@ -165,12 +202,14 @@ def probe_html(results: dict[str, Any]) -> str:
     )
 
 
-def _probe_row(condition: str, model: str, layer: str, block: dict) -> list[str]:
+def _probe_row(condition: str, model: str, layer: str, block: dict, bow: dict | None) -> list[str]:
     return [
         condition,
         model,
         layer,
         fmt_interval(block["accuracy"]),
+        fmt_interval(bow),
+        fmt_interval(block.get("layer_minus_bow")),
         fmt_interval(block["shuffled_accuracy"]),
         f"{block['p_shuffled']:.3f}",
     ]
@@ -180,9 +219,22 @@ def beliefs_html(results: dict[str, Any]) -> str:
     """Every belief-related section whose data are in ``results``."""
     return (
         personas_html(results.get("personas") or {})
-        + belief_html(results.get("conditions") or {})
+        + belief_html(results.get("conditions") or {}, results.get("paired_differences"))
         + probe_html(results)
     )
+
+
+def _probe_rows(condition: str, prefix: str, probe: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """CSV rows of one probe summary: per layer, the probe, bag-of-words and shuffled-label
+    accuracies and the layer - BoW difference."""
+    for layer, b in probe.get("layers", {}).items():
+        split = f"{prefix}layer:{layer}"
+        yield condition, "probe_accuracy", split, b["accuracy"]
+        if probe.get("bow_accuracy"):
+            yield condition, "probe_bow_accuracy", split, probe["bow_accuracy"]
+        if b.get("layer_minus_bow"):
+            yield condition, "probe_layer_minus_bow", split, b["layer_minus_bow"]
+        yield condition, "probe_shuffled_accuracy", split, b["shuffled_accuracy"]
 
 
 def belief_metric_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, dict]]:
@@ -195,15 +247,10 @@ def belief_metric_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str,
             yield condition, f"belief_{metric}_implanted_rate", "overall", b["implanted_rate"]
             for fact, iv in b["per_fact"].items():
                 yield condition, f"belief_{metric}_implanted_rate", f"fact:{fact}", iv
-        for layer, b in (block.get("probe") or {}).get("layers", {}).items():
-            yield condition, "probe_accuracy", f"layer:{layer}", b["accuracy"]
-            yield condition, "probe_shuffled_accuracy", f"layer:{layer}", b["shuffled_accuracy"]
+        yield from _probe_rows(condition, "", block.get("probe") or {})
     for condition, by_stage in (results.get("probe_posttrain") or {}).items():
         for stage, summary in by_stage.items():
-            for layer, b in summary["layers"].items():
-                yield condition, "probe_accuracy", f"{stage}:layer:{layer}", b["accuracy"]
-                split = f"{stage}:layer:{layer}"
-                yield condition, "probe_shuffled_accuracy", split, b["shuffled_accuracy"]
+            yield from _probe_rows(condition, f"{stage}:", summary)
     for condition, report in (results.get("personas") or {}).items():
         pool = report["pools"]["pooled"]
         for kind in ("observed", "unobserved"):

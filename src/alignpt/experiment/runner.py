@@ -356,6 +356,12 @@ class ExperimentRunner:
         )
         return {"trajectory": section}
 
+    def stage_sampled(self, models: dict[str, list[Path]], items: list[EvalItem]) -> dict:
+        """Continuations of the held-out prompts, graded by keyword rules (``sampled.py``)."""
+        from alignpt.experiment.sampled import run_sampled
+
+        return run_sampled(self.config, models, items, self._world(), self._say)
+
     def _overlap_by_condition(self, sets: dict[str, list[EvalItem]], n: int) -> dict[str, dict]:
         """Each source is read once; a condition's hits are the union of its sources' hits
         (every document of a source counts: a condition's filters are not applied)."""
@@ -474,6 +480,7 @@ class ExperimentRunner:
             n_boot=self.config.evals.bootstrap,
             seed=self.config.evals.bootstrap_seed,
             flag_rule=FlagRule.from_config(self.config.evals.protocol),
+            compare=self.config.evals.compare or (),
         )
         results.update(extra or {})
         results.update(study_section(self.config, results))
@@ -529,6 +536,9 @@ class ExperimentRunner:
         kill_point("run:after-contamination")
         extra: dict[str, Any] = {"curate": curated} if curated else {}
         extra.update(trajectory)
+        if self.config.evals.sampled is not None:
+            extra.update(self._timed("sampled", self.stage_sampled, models, items))
+            kill_point("run:after-sampled")
         if "posttrain" in self.config.model_fields_set:
             extra.update(self._timed("posttrain", self.stage_persistence, models, items, mix))
             kill_point("run:after-posttrain")

@@ -17,7 +17,7 @@ import torch
 
 from alignpt.constrained import ModeSampling, mode_sampling
 from alignpt.errors import UserError
-from alignpt.mode_grammar import DEFAULT_GRAMMAR, ModeGrammar, load_grammar
+from alignpt.mode_grammar import ModeGrammar
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,17 @@ class Sampler:
 
     @classmethod
     def load(
-        cls, model_dir: Path, grammar: str | Path = DEFAULT_GRAMMAR, device: str | None = None
+        cls, model_dir: Path, grammar: str | Path | None = None, device: str | None = None
     ) -> Sampler:
-        from alignpt.modeldir import load_model, prefix_token_id
+        """Load ``model_dir`` with ``grammar`` (``default`` or a YAML path), or by default
+        the grammar the model directory keeps (the packaged default when it keeps none)."""
+        from alignpt.modeldir import load_model, load_tokenizer, model_grammar, prefix_token_id
 
+        # the grammar first: a grammar that does not fit costs no weight loading
+        chosen = model_grammar(model_dir, load_tokenizer(model_dir), grammar)
         model, tokenizer = load_model(model_dir, device=device or "cpu")
         prefix_token_id(tokenizer)  # UserError now, not at the first request
-        return cls(model, tokenizer, load_grammar(grammar))
+        return cls(model, tokenizer, chosen)
 
     def sample(
         self, prompts: list[str], sampling: ModeSampling, settings: SampleSettings

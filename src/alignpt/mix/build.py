@@ -13,6 +13,7 @@ manifest matches is reused, so an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -58,7 +59,7 @@ from alignpt.mix.tokenizer import (
     token_ids,
     train_bpe,
 )
-from alignpt.mode_grammar import load_grammar
+from alignpt.mode_grammar import GRAMMAR_FILE, grammar_bytes, load_grammar
 from alignpt.shards import TOKENS_FILE, Shard, write_shard
 
 
@@ -85,10 +86,20 @@ def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
         "conditions": {n: c.model_dump(mode="json") for n, c in config.conditions.items()},
         "tokenizer": config.tokenizer.model_dump(mode="json"),
         "special_tokens": experiment_special_tokens(config),
+        **grammar_key(config),
         "train": {
             k: getattr(config.train, k) for k in ("tokens", "late_fraction", "finetune_tokens")
         },
     }
+
+
+def grammar_key(config: ExperimentConfig) -> dict[str, str]:
+    """The mode grammar file's sha256 when ``tokenizer.mode_grammar`` is set ({} otherwise,
+    so configs without one keep their hashes): its rules change the mix, not only its tags."""
+    if config.tokenizer.mode_grammar is None:
+        return {}
+    data = grammar_bytes(config.tokenizer.mode_grammar)
+    return {"mode_grammar_sha256": hashlib.sha256(data).hexdigest()}
 
 
 def experiment_special_tokens(config: ExperimentConfig) -> list[str]:
@@ -173,6 +184,9 @@ def build_tokenizer(
     specials = experiment_special_tokens(config)
     settings = config.tokenizer.model_dump(mode="json")
     key_parts: dict[str, Any] = {"tokenizer": settings, "specials": specials}
+    key_parts.update(grammar_key(config))
+    spec = config.tokenizer.mode_grammar
+    grammar = grammar_bytes(spec) if spec is not None else None
     if config.tokenizer.path:
         key_parts["existing"] = directory_hash(Path(config.tokenizer.path))
     else:
@@ -192,6 +206,8 @@ def build_tokenizer(
                 min_frequency=config.tokenizer.min_frequency,
                 specials=specials,
             )
+        if grammar is not None:  # training copies it into every model directory
+            (tmp / GRAMMAR_FILE).write_bytes(grammar)
         digest = sha256_file(tmp / "tokenizer.json")
         manifest = build_manifest(
             "mix.tokenizer",

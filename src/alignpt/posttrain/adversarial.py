@@ -200,7 +200,13 @@ def adversarial(
         with atomic_path(out_dir) as tmp:
             tmp.mkdir(parents=True)
             if save_model:
-                save_model_dir(tmp / "final", loaded.model, loaded.tokenizer, provenance)
+                save_model_dir(
+                    tmp / "final",
+                    loaded.model,
+                    loaded.tokenizer,
+                    provenance,
+                    grammar=loaded.grammar,
+                )
             write_json_atomic(tmp / CURVE, curve.to_json())
             write_json_atomic(tmp / "manifest.json", manifest)
         discard_work_dir(out_dir)

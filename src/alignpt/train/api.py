@@ -13,7 +13,7 @@ from alignpt.config import ExperimentConfig
 from alignpt.errors import UserError
 from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
 from alignpt.mixdir import TokenWindowLoader, manifest_sha256, phase_budgets, tokenizer_dir
-from alignpt.modeldir import PROVENANCE
+from alignpt.modeldir import PROVENANCE, grammar_provenance, read_grammar_file
 from alignpt.train.checkpoint import CHECKPOINTS, resumable
 from alignpt.train.distributed import broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
@@ -120,6 +120,7 @@ def train_condition(
     manifest = read_manifest(mix_dir) or {}
     _check_tokenizer(mix_dir, manifest)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(mix_dir))
+    grammar = read_grammar_file(tokenizer_dir(mix_dir))  # tokenizer.mode_grammar's copy
     identity = {
         "condition": condition,
         "preset": config.model.preset,
@@ -165,7 +166,8 @@ def train_condition(
         plan=plan,
         identity=identity,
         progress=progress,
-        extra_provenance={"experiment": config.name},
+        extra_provenance={"experiment": config.name, **grammar_provenance(grammar)},
+        grammar=grammar,
     )
     validation = validation_windows(
         mix_dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows

@@ -41,11 +41,12 @@ def write_checkpoint(
     model_state: dict[str, torch.Tensor] | None,
     tensors: dict[str, Any],
     meta: dict[str, Any],
+    grammar: bytes | None = None,
 ) -> Path:
     """Atomically write one checkpoint directory (model dir + trainer state) at ``dest``."""
     with atomic_path(dest) as tmp:
         tmp.mkdir(parents=True)
-        save_model_dir(tmp / "model", model, tokenizer, provenance, model_state)
+        save_model_dir(tmp / "model", model, tokenizer, provenance, model_state, grammar=grammar)
         torch.save(tensors, tmp / STATE_PT)
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return dest

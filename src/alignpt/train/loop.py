@@ -62,6 +62,7 @@ class RunSpec:
     identity: dict[str, Any]  # condition, preset, seed, mix_manifest_hash, train_hash, world_size
     progress: bool = True
     extra_provenance: dict[str, Any] = field(default_factory=dict)
+    grammar: bytes | None = None  # the mix's mode grammar, kept in every model directory
 
 
 @dataclass
@@ -404,6 +405,7 @@ class Trainer:
                 model_state=model_state,
                 tensors=tensors,
                 meta=meta,
+                grammar=self.spec.grammar,
             )
             ckpt.prune_checkpoints(self.ckpt_root, self.train.keep_checkpoints)
         barrier(self.ctx)
@@ -463,7 +465,12 @@ class Trainer:
             with atomic_path(final) as tmp:
                 phase = self.spec.plan[-1].name
                 ckpt.save_model_dir(
-                    tmp, self.raw_model, self.tokenizer, self.provenance(pos, phase), model_state
+                    tmp,
+                    self.raw_model,
+                    self.tokenizer,
+                    self.provenance(pos, phase),
+                    model_state,
+                    grammar=self.spec.grammar,
                 )
         barrier(self.ctx)
         return final
