@@ -94,7 +94,7 @@ def summarize_external(
 ) -> dict:
     """Per external set: the single-format rate (with its surface checks) and per split."""
     out = {}
-    for name in per_seed[0]:
+    for name in sorted(per_seed[0]):  # a cached record reads back in sorted order
         summary = summarize_misalignment([s[name] for s in per_seed], n_boot=n_boot, seed=seed)
         block = dict(summary["overall"])
         block["per_split"] = summary["per_family"]
