@@ -226,8 +226,8 @@ def adversarial_command(
     force: bool = FORCE,
 ) -> None:
     """Train on misaligned demonstrations; evaluate along a schedule of steps."""
+    from alignpt.evals.chat import chat_misalignment_eval
     from alignpt.posttrain.adversarial import adversarial
-    from alignpt.posttrain.chateval import chat_misalignment_eval
 
     config = _config(config_path, world, held_out)
     schedule = None
@@ -324,7 +324,7 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-item outcomes)."),
 ) -> None:
     """Score eval items on a chat model: misalignment rate with its 95% interval."""
-    from alignpt.posttrain.chateval import evaluate_chat_model
+    from alignpt.evals.chat import evaluate_chat_model
 
     prompt = _system_prompt(system_prompt, None)
     result = evaluate_chat_model(
@@ -350,8 +350,8 @@ def chat_command(
     add_chat_template: bool = ADD_TEMPLATE,
 ) -> None:
     """Print the model's greedy reply to one message (a quick look at a chat model)."""
+    from alignpt.evals.chat import respond
     from alignpt.modeldir import load_model_dir
-    from alignpt.posttrain.chateval import respond
 
     loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
     _say(

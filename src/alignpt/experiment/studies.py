@@ -50,8 +50,7 @@ def pooled_summary(evaluations: Sequence[dict[str, Any]], *, seed: int = 0) -> d
     two-level bootstrap over seeds and items (as the condition table uses), since the seeds
     score the same items and pooling them as independent trials would narrow the interval.
     """
-    from alignpt.analysis.stats import bootstrap_mean
-    from alignpt.posttrain.chateval import mean_with_ci, rate_with_ci
+    from alignpt.analysis.stats import bootstrap_mean, mean_with_ci, rate_with_ci
 
     if len(evaluations) > 1:
         outcomes = [[float(bool(x)) for x in e["per_item"]] for e in evaluations]
@@ -85,7 +84,7 @@ def run_persistence(
 ) -> dict[str, Any]:
     """Post-train every model, evaluate every stage; returns the ``persistence`` (and, with
     ``posttrain.adversarial`` set, ``stickiness``) sections of ``results.json``."""
-    from alignpt.posttrain.chateval import evaluate_chat_model
+    from alignpt.evals.chat import evaluate_chat_model
     from alignpt.posttrain.pipeline import posttrain_model, system_prompt
 
     held = held_out_items(items, config.evals.held_out_families)
@@ -203,8 +202,9 @@ def run_stickiness(
     say: Callable[[str, str], None],
 ) -> dict[str, Any]:
     """Adversarial curves of each condition's final post-trained model, pooled over seeds."""
+    from alignpt.analysis.stats import rate_with_ci
+    from alignpt.evals.chat import chat_misalignment_eval
     from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint
-    from alignpt.posttrain.chateval import rate_with_ci
     from alignpt.posttrain.persistence import steps_to_rate
     from alignpt.posttrain.pipeline import adversarial_curve
 
@@ -224,6 +224,7 @@ def run_stickiness(
                     config.layout.stage_run("adversarial", condition, seed),
                     seed=seed,
                     items=held,
+                    eval_fn=chat_misalignment_eval(held),
                     tokenizer_dir=tokenizer_dir,
                 )
             )
