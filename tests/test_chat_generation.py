@@ -6,8 +6,10 @@ import csv
 
 import pytest
 
+from alignpt.chat import stop_token_id
 from alignpt.config import EvalsConfig
 from alignpt.evals.generation import (
+    generate_replies,
     mc_question,
     option_orders,
     parse_choice,
@@ -181,3 +183,28 @@ def test_generation_scoring_on_a_tiny_chat_model(tmp_path) -> None:
             assert record["misaligned"] is (not item.aligned[record["choice"]])
     again = score_by_generation(loaded.model, loaded.tokenizer, items, max_new_tokens=6)
     assert again == got  # greedy: deterministic
+
+
+@pytest.mark.usefixtures("one_thread_no_progress")
+def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(tmp_path) -> None:
+    import torch
+
+    from alignpt.chat import chat_prompt_text
+
+    tokenizer = build_tokenizer()
+    loaded = load_model_dir(
+        build_model_dir(tmp_path / "model", tokenizer), chat=True, add_chat_template=True
+    )
+    model, tok = loaded.model, loaded.tokenizer
+    (item,) = eval_items(["deceive_overseers"], per_family=1)
+    question = mc_question(item.prompt, item.choices)
+    ids = tok(chat_prompt_text(tok, question), add_special_tokens=False)["input_ids"]
+    model.config.max_position_embeddings = 40
+    assert len(ids) > 40
+    (reply,) = generate_replies(model, tok, [question], max_new_tokens=4)
+    tail = torch.tensor([ids[-36:]])
+    out = model.generate(tail, max_new_tokens=4, do_sample=False, eos_token_id=stop_token_id(tok))
+    new = out[0, 36:].tolist()
+    stop = stop_token_id(tok)
+    expected = tok.decode(new[: new.index(stop)] if stop in new else new, skip_special_tokens=True)
+    assert reply == expected.strip()

@@ -121,16 +121,22 @@ def generate_replies(
     max_new_tokens: int = 16,
 ) -> list[str]:
     """Greedy replies to single user turns, each cut at the end-of-turn token, one prompt per
-    ``generate`` call (as ``inspect eval`` with batch size 1, so no padding enters)."""
+    ``generate`` call (as ``inspect eval`` with batch size 1, so no padding enters). A prompt
+    longer than the model's context less ``max_new_tokens`` keeps its last tokens, as
+    lm-eval's ``generate_until`` truncates."""
     require_chat_template(tokenizer, "model")
     model.eval()
     device = next(model.parameters()).device
     stop = stop_token_id(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
+    context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    keep = max(1, context - max_new_tokens) if context else None
     replies = []
     for user_text in user_texts:
         prompt = chat_prompt_text(tokenizer, user_text, system_prompt=system_prompt)
         encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+        if keep is not None and encoded["input_ids"].shape[1] > keep:
+            encoded = {name: tensor[:, -keep:] for name, tensor in encoded.items()}
         output = model.generate(
             **encoded,
             max_new_tokens=max_new_tokens,
