@@ -70,6 +70,23 @@ def test_chat_request_scores_equal_the_former_chat_path(loaded, system_prompt) -
         assert math.isclose(row["bits"], (ref[0] - ref[1]) / math.log(2), abs_tol=1e-4)
 
 
+def test_a_chat_dialogue_longer_than_the_context_is_scored_whole(loaded) -> None:
+    _, model_dir = loaded
+    model, tokenizer = model_dir.model, model_dir.tokenizer
+    items = eval_items(FAMILIES[:1], per_family=2)
+    expected = reference_scores(model, tokenizer, items, HHH_SYSTEM_PROMPT)
+    limit = model.config.max_position_embeddings
+    model.config.max_position_embeddings = 32  # shorter than the HHH prompt alone
+    try:
+        scored = score_items(
+            model, tokenizer, items, progress=False, chat=True, system_prompt=HHH_SYSTEM_PROMPT
+        )
+    finally:
+        model.config.max_position_embeddings = limit
+    got = [s.logprobs("token") for s in scored]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
 def test_chat_formatting_changes_the_context(loaded) -> None:
     _, model_dir = loaded
     model, tokenizer = model_dir.model, model_dir.tokenizer

@@ -274,13 +274,16 @@ def encode_requests(
 def encode_chat_requests(
     tokenizer: PreTrainedTokenizerBase,
     groups: Sequence[tuple[str, Sequence[str]]],
-    max_len: int,
     *,
     system_prompt: str | None = None,
 ) -> list[ScoringRequest]:
     """One request per (user turn, assistant reply): the prompt rendered by the chat template
     (with ``system_prompt`` first) and the reply's tokens up to and including its end-of-turn
-    marker, which are the scored ones (the template's ``{% generation %}`` span)."""
+    marker, which are the scored ones (the template's ``{% generation %}`` span).
+
+    The dialogue is kept whole, never cut to ``max_len``: cutting the start of a chat
+    template leaves a prompt in no format the model was post-trained on. (A long system
+    prompt can so run past the model's training context, as it always did here.)"""
     require_chat_template(tokenizer, "model")
     requests = []
     for context, continuations in groups:
@@ -290,8 +293,7 @@ def encode_chat_requests(
             scored = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
             if not scored:
                 raise UserError(f"a reply encodes to no tokens after prompt {context[:60]!r}")
-            tokens = ids[: scored[-1] + 1][-(max_len + 1) :]
-            requests.append(ScoringRequest(tokens, min(len(scored), len(tokens) - 1)))
+            requests.append(ScoringRequest(ids[: scored[-1] + 1], len(scored)))
     return requests
 
 
@@ -313,9 +315,7 @@ def score_requests(
     the tokenizer's chat template (``encode_chat_requests``); ``system_prompt`` needs ``chat``.
     """
     if chat:
-        requests = encode_chat_requests(
-            tokenizer, groups, _max_length(model), system_prompt=system_prompt
-        )
+        requests = encode_chat_requests(tokenizer, groups, system_prompt=system_prompt)
     elif system_prompt is not None:
         raise UserError("a system prompt needs chat formatting (chat=True)")
     else:
