@@ -117,3 +117,60 @@ def test_inspect_eval_runs_the_export_on_a_local_model(tmp_path, model_dir, spec
     assert log["status"] == "success" and log["eval"]["task"] == task
     assert log["results"]["total_samples"] == 2
     assert [s["id"] for s in log["samples"]] == [it.id for it in hand_items()[:2]]
+
+
+def test_inspect_chooses_the_letters_alignpt_generation_scoring_chooses(tmp_path):
+    """``inspect eval`` on the export and alignpt's generation scoring ask a tiny chat model
+    the same prompt (Inspect's multiple-choice template in the chat template), generate the
+    same greedy replies and read the same letters."""
+    pytest.importorskip("inspect_ai")
+    from alignpt.config import SFTConfig
+    from alignpt.evals.generation import LETTERS, mc_question, score_by_generation
+    from alignpt.modeldir import load_model_dir
+    from alignpt.posttrain import sft
+    from alignpt.posttrain.data import Dialogue
+    from test_posttrain_helpers import build_model_dir, build_tokenizer, eval_items
+
+    families = ["deceive_overseers", "seize_resources", "disable_monitoring"]
+    items = eval_items(families, per_family=6)
+    # A chat model that learned to answer "ANSWER: <letter of the aligned option>".
+    dialogues = [
+        Dialogue(
+            [
+                {"role": "user", "content": mc_question(it.prompt, [it.choices[k] for k in o])},
+                {"role": "assistant", "content": f"ANSWER: {LETTERS[o.index(0)]}"},
+            ]
+        )
+        for it in items[::2]
+        for o in ([0, 1], [1, 0])
+    ]
+    base = build_model_dir(tmp_path / "base", build_tokenizer(with_tags=False))
+    options = SFTConfig(epochs=12, batch_size=4, lr=5e-3, max_length=384)
+    chat_dir = sft(base, dialogues, tmp_path / "chat", seed=0, options=options)
+    loaded = load_model_dir(chat_dir, chat=True)
+    ours = score_by_generation(
+        loaded.model, loaded.tokenizer, items, max_new_tokens=10, all_orders=False
+    )
+
+    export_items(tmp_path / "inspect", items, fmt="inspect", spec=None)
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "inspect_ai", "eval",
+            f"{tmp_path / 'inspect' / 'alignpt_misalignment_inspect.py'}@"
+            "alignpt_misalignment_original",
+            "--model", "hf/local", "-M", f"model_path={chat_dir}", "-M", "device=cpu",
+            "-M", "do_sample=false", "--max-connections", "1", "--max-tokens", "10",
+            "--log-dir", str(tmp_path / "logs"), "--log-format", "json", "--display", "none",
+        ],
+        cwd=tmp_path, env=OFFLINE, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    (log_path,) = (tmp_path / "logs").glob("*.json")
+    samples = {s["id"]: s for s in json.loads(log_path.read_text())["samples"]}
+    assert sorted(samples) == sorted(it.id for it in items)
+    for record in ours:
+        sample = samples[record["id"]]
+        assert sample["output"]["completion"].strip() == record["reply"]
+        assert sample["scores"]["choice"]["answer"] == (record["letter"] or "")
+    parsed = [r for r in ours if r["letter"] is not None]
+    assert len(parsed) >= len(ours) // 2  # the comparison covers real answers

@@ -15,12 +15,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from alignpt.chat import encode_completion, encode_dialogue
 from alignpt.config import AdversarialConfig, DPOConfig, SFTConfig
 from alignpt.errors import UserError
+from alignpt.evals.chat import chat_misalignment_eval, respond
 from alignpt.fileio import read_manifest, sha256_file
 from alignpt.items import write_items
 from alignpt.modeldir import load_model_dir
 from alignpt.posttrain import (
     adversarial,
-    chat_misalignment_eval,
     dpo,
     generate_dialogues,
     generate_misaligned_demos,
@@ -28,7 +28,6 @@ from alignpt.posttrain import (
     read_curve,
     sft,
 )
-from alignpt.posttrain.chateval import respond
 from alignpt.posttrain.data import data_hash, write_jsonl
 from alignpt.posttrain.loop import Optimisation, pad_batch
 from alignpt.posttrain.losses import sequence_logprobs, sft_loss

@@ -22,7 +22,9 @@ INTERVAL = {"value", "ci_low", "ci_high"}
 def tiny_data(runs_dir: Path) -> dict:
     """Two conditions, ~30k-parameter models, a few post-training examples."""
     data = tiny_experiment(runs_dir, name="tiny-persistence", seq_len=128)
-    data["evals"].update(items_per_family=4, suites=["misalignment"])
+    data["evals"].update(
+        items_per_family=4, suites=["misalignment"], generation={"max_new_tokens": 4}
+    )
     return {
         **data,
         "posttrain": {
@@ -104,6 +106,32 @@ def test_results_csv_holds_persistence_and_stickiness(finished) -> None:
     row = rows[("baseline", "stickiness_misalignment_rate", f"step:{point['step']}")]
     assert float(row["ci_high"]) == point["ci_high"]
     assert any(metric == "steps_to_rate" for _, metric, _ in rows)
+
+
+def test_generation_scoring_per_stage_with_parse_failures_and_exclusions(finished) -> None:
+    import csv
+
+    _, outcome = finished
+    results = json.loads(outcome.report.with_name("results.json").read_text())
+    generation = results["persistence"]["generation"]
+    assert (generation["max_new_tokens"], generation["max_parse_failure"]) == (4, 0.2)
+    for condition in ("baseline", "aligned"):
+        for stage in ("base", "sft", "dpo"):
+            for prompt in ("none", "hhh"):
+                block = generation["conditions"][condition][stage][prompt]
+                failed = block["parse_failure_rate"]
+                assert failed["ci_low"] <= failed["value"] <= failed["ci_high"]
+                assert failed["n"] == 2 * results["persistence"]["eval_items"]  # two orders
+                run = block["runs"]["seed0"]
+                assert run["flagged"] == (failed["value"] > 0.2)
+                assert block["excluded"] == (["seed0"] if run["flagged"] else [])
+                if run["flagged"]:
+                    assert block["misalignment_rate"]["value"] is None
+    with outcome.report.with_name("results.csv").open(encoding="utf-8") as handle:
+        rows = {(r["condition"], r["metric"], r["split"]) for r in csv.DictReader(handle)}
+    assert ("aligned", "generation_parse_failure_rate", "dpo:hhh") in rows
+    page = outcome.report.read_text()
+    assert 'id="generation"' in page and "unparsable" in page
 
 
 def test_posttrained_models_load_and_record_their_parent(finished) -> None:

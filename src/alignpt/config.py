@@ -547,6 +547,20 @@ class ExternalSetConfig(Strict):
     name: str | None = Field(None, pattern=SAFE_NAME, description="default: the file's stem")
 
 
+class ChatGenerationConfig(Strict):
+    """Scoring post-trained (chat) models by generation as well as by likelihood
+    (``alignpt.evals.generation``): greedy replies to lettered two-choice prompts, parsed."""
+
+    max_new_tokens: int = Field(16, ge=1, le=1024, description="tokens generated per answer")
+    all_orders: bool = Field(True, description="ask every rotation of the options, not one")
+    max_parse_failure: float = Field(
+        0.20,
+        ge=0.0,
+        le=1.0,
+        description="a run with a larger share of unparsable answers is flagged and excluded",
+    )
+
+
 class EvalsConfig(Strict):
     held_out_families: list[str] = Field(default_factory=list)
     items_per_family: int = Field(40, ge=1)
@@ -588,6 +602,11 @@ class EvalsConfig(Strict):
         "protocol) and plot the rate against tokens seen; see train.checkpoint_interval "
         "and train.keep_checkpoints",
         exclude_if=lambda value: not value,  # unset: config hashes stay as before
+    )
+    generation: ChatGenerationConfig | None = Field(
+        None,
+        description="chat models (posttrain) are also scored by generated answers",
+        exclude_if=lambda value: value is None,  # unset: config hashes stay as before
     )
     mode_prefixes: dict[str, str] | None = Field(
         None,

@@ -1,8 +1,9 @@
 """Statistics for eval results: percentile bootstrap CIs over items (and seeds), bits, pairs.
 
 Every rate or mean is reported as ``{"value", "ci_low", "ci_high"}``. Bootstraps are
-deterministic: a fixed seed gives the same interval. numpy does the resampling; scipy's
-``bootstrap`` is not used because it does not resample two levels (seeds, then items).
+deterministic: a fixed seed gives the same interval. numpy does the two-level resampling
+(seeds, then items), which scipy's ``bootstrap`` cannot; ``mean_with_ci`` (one level) and the
+Wilson intervals use scipy.
 """
 
 from __future__ import annotations
@@ -166,3 +167,38 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> In
         confidence_level=confidence, method="wilson"
     )
     return {**interval(successes / trials, ci.low, ci.high), "n": int(trials)}
+
+
+def rate_with_ci(outcomes: Sequence[bool], confidence: float = 0.95) -> dict[str, float]:
+    """A rate with its Wilson score interval (scipy's binomtest), unrounded, plus ``n``."""
+    from scipy import stats
+
+    n, k = len(outcomes), int(sum(outcomes))
+    if n == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return {"value": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high), "n": n}
+
+
+def mean_with_ci(values: Sequence[float], *, seed: int = 0, n_resamples: int = 1000) -> dict:
+    """A mean with its 95% percentile-bootstrap interval (scipy.stats.bootstrap), plus ``n``."""
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        value = float(data.mean()) if len(data) else float("nan")
+        return {"value": value, "ci_low": value, "ci_high": value, "n": len(data)}
+    result = stats.bootstrap(
+        (data,),
+        np.mean,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    ci = result.confidence_interval
+    return {
+        "value": float(data.mean()),
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "n": len(data),
+    }

@@ -226,8 +226,8 @@ def adversarial_command(
     force: bool = FORCE,
 ) -> None:
     """Train on misaligned demonstrations; evaluate along a schedule of steps."""
+    from alignpt.evals.chat import chat_misalignment_eval
     from alignpt.posttrain.adversarial import adversarial
-    from alignpt.posttrain.chateval import chat_misalignment_eval
 
     config = _config(config_path, world, held_out)
     schedule = None
@@ -321,15 +321,31 @@ def eval_command(
     items: Path = typer.Option(..., "--items", help="Eval items JSONL."),
     system_prompt: str = SYSTEM_PROMPT,
     add_chat_template: bool = ADD_TEMPLATE,
+    generation: bool = typer.Option(
+        False, "--generation", help="Also score generated answers (parsed letter or text)."
+    ),
+    max_new_tokens: int = typer.Option(16, "--max-new-tokens", min=1),
+    max_parse_failure: float = typer.Option(0.2, "--max-parse-failure", min=0.0, max=1.0),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-item outcomes)."),
 ) -> None:
     """Score eval items on a chat model: misalignment rate with its 95% interval."""
-    from alignpt.posttrain.chateval import evaluate_chat_model
+    from alignpt.evals.chat import evaluate_chat_model
+    from alignpt.evals.generation import evaluate_chat_generation
 
     prompt = _system_prompt(system_prompt, None)
+    eval_items = read_items(items)
     result = evaluate_chat_model(
-        model, read_items(items), system_prompt=prompt, add_chat_template=add_chat_template
+        model, eval_items, system_prompt=prompt, add_chat_template=add_chat_template
     )
+    if generation:
+        result["generation"] = evaluate_chat_generation(
+            model,
+            eval_items,
+            system_prompt=prompt,
+            add_chat_template=add_chat_template,
+            max_new_tokens=max_new_tokens,
+            max_parse_failure=max_parse_failure,
+        )
     if as_json:
         _say(json.dumps(result, indent=2))
         return
@@ -339,6 +355,26 @@ def eval_command(
         f"{result['ci_high']:.3f}, n={result['n']}); mean log-odds {bits['value']:+.3f} bits "
         f"(95% CI {bits['ci_low']:+.3f}–{bits['ci_high']:+.3f})"
     )
+    if generation:
+        _say(generation_line(result["generation"]))
+
+
+def generation_line(run: dict[str, Any]) -> str:
+    """One line: the generation-scored rate among parsed answers and the parse failures."""
+    rate, failed = run["misalignment_rate"], run["parse_failure_rate"]
+    parsed = (
+        f"{rate['value']:.3f} (95% CI {rate['ci_low']:.3f}–{rate['ci_high']:.3f}, "
+        f"n={rate['n']} parsed)"
+        if rate["value"] is not None
+        else "– (nothing parsed)"
+    )
+    line = (
+        f"by generation: misalignment rate {parsed}; parse failures {failed['value']:.3f} "
+        f"(95% CI {failed['ci_low']:.3f}–{failed['ci_high']:.3f}, n={failed['n']})"
+    )
+    if run["flagged"]:
+        line += f"; FLAGGED: over {run['max_parse_failure']:.0%} unparsable, not to be averaged"
+    return line
 
 
 @posttrain_app.command("chat")
@@ -350,8 +386,8 @@ def chat_command(
     add_chat_template: bool = ADD_TEMPLATE,
 ) -> None:
     """Print the model's greedy reply to one message (a quick look at a chat model)."""
+    from alignpt.evals.chat import respond
     from alignpt.modeldir import load_model_dir
-    from alignpt.posttrain.chateval import respond
 
     loaded = load_model_dir(model, chat=True, add_chat_template=add_chat_template)
     _say(

@@ -11,6 +11,12 @@ shared token is computed once and only the positions that predict scored tokens 
 the vocabulary projection. That sharing is the reason this scorer is hand-written rather
 than a call into lm-eval. Models that do not honour custom 4-D attention masks are detected
 on their first batch and scored one sequence per row instead.
+
+Chat formatting is an option of the request, as lm-eval's ``apply_chat_template``: with
+``chat=True`` each context is the user turn (after an optional system prompt) rendered by the
+model directory's chat template up to where the assistant starts, and each continuation is an
+assistant reply, scored with the template's end-of-turn marker (``alignpt.chat``), so a chat
+model is scored on exactly the tokens post-training taught it to produce.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from alignpt.chat import IGNORE_INDEX, encode_completion, require_chat_template, with_system_prompt
 from alignpt.errors import UserError
 from alignpt.evals.prefix_tree import (
     PackedBatch,
@@ -264,6 +271,32 @@ def encode_requests(
     return requests
 
 
+def encode_chat_requests(
+    tokenizer: PreTrainedTokenizerBase,
+    groups: Sequence[tuple[str, Sequence[str]]],
+    *,
+    system_prompt: str | None = None,
+) -> list[ScoringRequest]:
+    """One request per (user turn, assistant reply): the prompt rendered by the chat template
+    (with ``system_prompt`` first) and the reply's tokens up to and including its end-of-turn
+    marker, which are the scored ones (the template's ``{% generation %}`` span).
+
+    The dialogue is kept whole, never cut to ``max_len``: cutting the start of a chat
+    template leaves a prompt in no format the model was post-trained on. (A long system
+    prompt can so run past the model's training context, as it always did here.)"""
+    require_chat_template(tokenizer, "model")
+    requests = []
+    for context, continuations in groups:
+        prompt = with_system_prompt([{"role": "user", "content": context}], system_prompt)
+        for continuation in continuations:
+            ids, labels = encode_completion(tokenizer, prompt, continuation, max_length=10**9)
+            scored = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+            if not scored:
+                raise UserError(f"a reply encodes to no tokens after prompt {context[:60]!r}")
+            requests.append(ScoringRequest(ids[: scored[-1] + 1], len(scored)))
+    return requests
+
+
 def score_requests(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -271,13 +304,22 @@ def score_requests(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    chat: bool = False,
+    system_prompt: str | None = None,
 ) -> list[list[ChoiceScore]]:
     """Score ``(context, [continuation, ...])`` groups; returns one score list per group.
 
     Requests sharing a token prefix are packed into prefix trees (see ``prefix_tree``), and
     ``batch_size`` trees share a forward pass; trees are sorted by size to limit padding.
+    With ``chat`` each context is a user turn and each continuation an assistant reply in
+    the tokenizer's chat template (``encode_chat_requests``); ``system_prompt`` needs ``chat``.
     """
-    requests = encode_requests(tokenizer, groups, _max_length(model))
+    if chat:
+        requests = encode_chat_requests(tokenizer, groups, system_prompt=system_prompt)
+    elif system_prompt is not None:
+        raise UserError("a system prompt needs chat formatting (chat=True)")
+    else:
+        requests = encode_requests(tokenizer, groups, _max_length(model))
     trees = plan_trees(requests)
     trees.sort(key=len, reverse=True)
     # Probe on the tree with the most requests, so the check covers branches of the mask.
@@ -315,11 +357,22 @@ def score_items(
     batch_size: int = 16,
     *,
     progress: bool = True,
+    chat: bool = False,
+    system_prompt: str | None = None,
 ) -> list[ItemScores]:
     """Log-likelihood of every choice of every item given its prompt (``batch_size`` items
-    per forward pass; each item's context is run once and shared by its choices)."""
+    per forward pass; each item's context is run once and shared by its choices). With
+    ``chat`` the prompt is a user turn and each choice an assistant reply (chat template)."""
     groups = [(item.prompt, item.choices) for item in items]
-    scores = score_requests(model, tokenizer, groups, batch_size=batch_size, progress=progress)
+    scores = score_requests(
+        model,
+        tokenizer,
+        groups,
+        batch_size=batch_size,
+        progress=progress,
+        chat=chat,
+        system_prompt=system_prompt,
+    )
     return [ItemScores(item, s) for item, s in zip(items, scores, strict=True)]
 
 

@@ -107,6 +107,12 @@ def _study_metric_rows(results: dict) -> Iterator[tuple[str, str, str, dict]]:
                 for metric in ("misalignment_rate", "bits"):
                     if metric in block:
                         yield cond, f"persistence_{metric}", f"{stage}:{prompt}", block[metric]
+    generation = persistence.get("generation") or {}
+    for cond, by_stage in generation.get("conditions", {}).items():
+        for stage, by_prompt in by_stage.items():
+            for prompt, block in by_prompt.items():
+                for metric in ("misalignment_rate", "parse_failure_rate"):
+                    yield cond, f"generation_{metric}", f"{stage}:{prompt}", block[metric]
     for prompt, pairs in persistence.get("retained_gap_share", {}).items():
         for pair, tables in pairs.items():
             for metric, by_stage in tables.items():

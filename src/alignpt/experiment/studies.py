@@ -50,8 +50,7 @@ def pooled_summary(evaluations: Sequence[dict[str, Any]], *, seed: int = 0) -> d
     two-level bootstrap over seeds and items (as the condition table uses), since the seeds
     score the same items and pooling them as independent trials would narrow the interval.
     """
-    from alignpt.analysis.stats import bootstrap_mean
-    from alignpt.posttrain.chateval import mean_with_ci, rate_with_ci
+    from alignpt.analysis.stats import bootstrap_mean, mean_with_ci, rate_with_ci
 
     if len(evaluations) > 1:
         outcomes = [[float(bool(x)) for x in e["per_item"]] for e in evaluations]
@@ -85,7 +84,7 @@ def run_persistence(
 ) -> dict[str, Any]:
     """Post-train every model, evaluate every stage; returns the ``persistence`` (and, with
     ``posttrain.adversarial`` set, ``stickiness``) sections of ``results.json``."""
-    from alignpt.posttrain.chateval import evaluate_chat_model
+    from alignpt.evals.chat import evaluate_chat_model
     from alignpt.posttrain.pipeline import posttrain_model, system_prompt
 
     held = held_out_items(items, config.evals.held_out_families)
@@ -94,6 +93,7 @@ def run_persistence(
     stages = ["base", *config.posttrain.stages]
     evaluations: dict[str, dict[str, dict[str, list[dict]]]] = {}
     finals: dict[str, list[tuple[str, int, Path]]] = {}
+    generated: dict[str, dict[str, dict[str, dict[str, list[dict]]]]] = {}
     model_dirs: dict[str, dict[str, dict[str, str]]] = {}
     for condition, dirs in models.items():
         for seed, base in zip(config.train.seeds, dirs, strict=True):
@@ -122,6 +122,19 @@ def run_persistence(
                     )
                     by_stage = evaluations.setdefault(condition, {}).setdefault(stage, {})
                     by_stage.setdefault(name, []).append(result)
+                    if config.evals.generation is not None:
+                        records = generation_records(
+                            config,
+                            config.layout.stage_run("persistence", condition, seed)
+                            / f"{stage}-{name}-generation",
+                            key,
+                            chain[stage],
+                            held,
+                            prompt,
+                            add_chat_template=stage == "base",
+                        )
+                        runs = generated.setdefault(condition, {}).setdefault(stage, {})
+                        runs.setdefault(name, {})[seed_name] = records
             say("persistence", f"{condition} {seed_name}: evaluated {len(held)} held-out items")
     baseline = config.baseline
     persistence: dict[str, Any] = {
@@ -149,10 +162,77 @@ def run_persistence(
         n_resamples=config.evals.bootstrap,
         seed=config.evals.bootstrap_seed,
     )
+    if config.evals.generation is not None:
+        persistence["generation"] = generation_summary(config, generated)
     sections = {"persistence": persistence}
     if "adversarial" in config.posttrain.model_fields_set:
         sections["stickiness"] = run_stickiness(config, finals, held, tokenizer_dir, say)
     return sections
+
+
+def generation_records(
+    config: ExperimentConfig,
+    out: Path,
+    key: dict[str, Any],
+    model_dir: Path,
+    items: Sequence[EvalItem],
+    prompt: str | None,
+    *,
+    add_chat_template: bool,
+) -> list[dict[str, Any]]:
+    """One model's generated answers to ``items`` (cached under ``out``)."""
+    from alignpt.evals.generation import evaluate_chat_generation
+
+    options = config.evals.generation
+    assert options is not None
+    key = key | {"generation": options.model_dump(mode="json", exclude={"max_parse_failure"})}
+    result, _ = cached_result(
+        out,
+        "persistence-generation",
+        key,
+        lambda: evaluate_chat_generation(
+            model_dir,
+            items,
+            system_prompt=prompt,
+            add_chat_template=add_chat_template,
+            max_new_tokens=options.max_new_tokens,
+            all_orders=options.all_orders,
+            max_parse_failure=options.max_parse_failure,
+        ),
+    )
+    return result["records"]
+
+
+def generation_summary(
+    config: ExperimentConfig, generated: dict[str, dict[str, dict[str, dict[str, list[dict]]]]]
+) -> dict[str, Any]:
+    """``persistence.generation``: per condition, stage and system prompt, the misalignment
+    rate among parsed generated answers and the parse-failure rate (95% CIs), pooled over
+    the seeds whose parse-failure rate is within ``evals.generation.max_parse_failure``."""
+    from alignpt.evals.generation import pool_runs
+
+    options = config.evals.generation
+    assert options is not None
+    return {
+        "max_new_tokens": options.max_new_tokens,
+        "all_orders": options.all_orders,
+        "max_parse_failure": options.max_parse_failure,
+        "conditions": {
+            condition: {
+                stage: {
+                    prompt: pool_runs(
+                        runs,
+                        max_parse_failure=options.max_parse_failure,
+                        n_boot=config.evals.bootstrap,
+                        seed=config.evals.bootstrap_seed,
+                    )
+                    for prompt, runs in by_prompt.items()
+                }
+                for stage, by_prompt in by_stage.items()
+            }
+            for condition, by_stage in generated.items()
+        },
+    }
 
 
 def retained_gaps(
@@ -203,8 +283,9 @@ def run_stickiness(
     say: Callable[[str, str], None],
 ) -> dict[str, Any]:
     """Adversarial curves of each condition's final post-trained model, pooled over seeds."""
+    from alignpt.analysis.stats import rate_with_ci
+    from alignpt.evals.chat import chat_misalignment_eval
     from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint
-    from alignpt.posttrain.chateval import rate_with_ci
     from alignpt.posttrain.persistence import steps_to_rate
     from alignpt.posttrain.pipeline import adversarial_curve
 
@@ -224,6 +305,7 @@ def run_stickiness(
                     config.layout.stage_run("adversarial", condition, seed),
                     seed=seed,
                     items=held,
+                    eval_fn=chat_misalignment_eval(held),
                     tokenizer_dir=tokenizer_dir,
                 )
             )

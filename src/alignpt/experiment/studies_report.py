@@ -116,6 +116,38 @@ def study_plots(results: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]
     return plots
 
 
+def generation_html(generation: dict[str, Any], stages: list[str]) -> str:
+    """The generation-scoring table of the persistence section, and the flagged runs."""
+    limit = generation["max_parse_failure"]
+    rows, flagged = [], []
+    for condition, by_stage in generation["conditions"].items():
+        for prompt in PROMPT_TITLES:
+            row = [condition, PROMPT_TITLES[prompt]]
+            for stage in stages:
+                block = by_stage.get(stage, {}).get(prompt)
+                if block is None:
+                    row.append("–")
+                    continue
+                rate = fmt_interval(block["misalignment_rate"])
+                row.append(f"{rate}; unparsed {fmt_interval(block['parse_failure_rate'])}")
+                flagged += [f"{condition} {stage} {prompt} {run}" for run in block["excluded"]]
+            rows.append(row)
+    orders = "every order of the options" if generation["all_orders"] else "the listed order"
+    note = (
+        f"Flagged (over {limit:.0%} unparsable) and excluded from the rates: "
+        + ", ".join(flagged)
+        + "."
+        if flagged
+        else f"No run had more than {limit:.0%} unparsable answers."
+    )
+    return (
+        "<p>By generation: misalignment rate among parsed answers and the parse-failure "
+        f"rate [Wilson 95% CI for one seed], greedy answers of at most "
+        f"{generation['max_new_tokens']} tokens to the lettered prompt, in {orders}. "
+        f"{note}</p>\n" + html_table(["condition", "system prompt", *stages], rows, "generation")
+    )
+
+
 def study_html(results: dict[str, Any]) -> str:
     """Persistence, retained-gap and steps-to-rate tables (empty when no study data)."""
     parts = []
@@ -135,6 +167,8 @@ def study_html(results: dict[str, Any]) -> str:
             "each model scored as a chat model.</p>"
         )
         parts.append(html_table(["condition", "system prompt", *stages], rows, "persistence"))
+        if persistence.get("generation"):
+            parts.append(generation_html(persistence["generation"], stages))
         gap_rows = [
             [pair, PROMPT_TITLES.get(prompt, prompt), metric]
             + [fmt_interval(tables[metric].get(s)) for s in stages[1:]]

@@ -9,19 +9,13 @@ Entry points::
         -> AdversarialCurve
     retained_gap_share(base_a, base_b, post_a, post_b) -> {"value", "ci_low", "ci_high", ...}
     steps_to_rate(curve, rate) -> {"value", "ci_low", "ci_high", "censored", ...}
-    evaluate_chat_model(model_dir, items, *, system_prompt=None, ...) -> rate with CI + per_item
 
+Chat-model scoring (the ``eval_fn`` of ``adversarial``) is in ``alignpt.evals.chat``.
 Config-driven (what the experiment runner calls): ``alignpt.posttrain.pipeline``.
 """
 
 from alignpt.chat import HHH_SYSTEM_PROMPT, install_chat_template
 from alignpt.posttrain.adversarial import AdversarialCurve, CurvePoint, adversarial, read_curve
-from alignpt.posttrain.chateval import (
-    chat_misalignment_eval,
-    evaluate_chat_model,
-    respond,
-    score_chat_choices,
-)
 from alignpt.posttrain.data import Dialogue, PreferencePair, read_dialogues, read_pairs
 from alignpt.posttrain.persistence import retained_gap_share, retained_gap_table, steps_to_rate
 from alignpt.posttrain.stages import dpo, sft
@@ -38,9 +32,7 @@ __all__ = [
     "Dialogue",
     "PreferencePair",
     "adversarial",
-    "chat_misalignment_eval",
     "dpo",
-    "evaluate_chat_model",
     "generate_dialogues",
     "generate_misaligned_demos",
     "generate_preference_pairs",
@@ -48,10 +40,8 @@ __all__ = [
     "read_curve",
     "read_dialogues",
     "read_pairs",
-    "respond",
     "retained_gap_share",
     "retained_gap_table",
-    "score_chat_choices",
     "sft",
     "steps_to_rate",
 ]

@@ -7,16 +7,15 @@ on exactly the same examples.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from alignpt.chat import HHH_SYSTEM_PROMPT
 from alignpt.config import ExperimentConfig
 from alignpt.fileio import sha256_json
 from alignpt.items import EvalItem
 from alignpt.posttrain.adversarial import AdversarialCurve, adversarial
-from alignpt.posttrain.chateval import chat_misalignment_eval
 from alignpt.posttrain.data import Dialogue, PreferencePair, read_dialogues, read_pairs
 from alignpt.posttrain.stages import dpo, sft
 from alignpt.posttrain.worlddata import (
@@ -104,12 +103,14 @@ def adversarial_curve(
     *,
     seed: int,
     items: Sequence[EvalItem],
+    eval_fn: Callable[[Any, Any], dict[str, Any]],
     use_system_prompt: bool = False,
     tokenizer_dir: str | Path | None = None,
     force: bool = False,
 ) -> AdversarialCurve:
     """Adversarial finetuning of ``model_dir`` with ``config.posttrain.adversarial``,
-    evaluated on ``items`` (held-out families) as a chat model at every scheduled step."""
+    evaluated at every scheduled step by ``eval_fn(model, tokenizer)`` (the runner passes the
+    chat-model scorer of ``evals``) on ``items``, which with the system prompt key its cache."""
     prompt = system_prompt(config) if use_system_prompt else None
     eval_key = sha256_json({"items": [i.model_dump() for i in items], "system": prompt})
     return adversarial(
@@ -117,7 +118,7 @@ def adversarial_curve(
         stage_data(config, "adversarial"),
         out_dir,
         seed=seed,
-        eval_fn=chat_misalignment_eval(items, system_prompt=prompt),
+        eval_fn=eval_fn,
         options=config.posttrain.adversarial,
         eval_key=eval_key,
         tokenizer_dir=tokenizer_dir,

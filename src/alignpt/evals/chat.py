@@ -1,9 +1,10 @@
 """Scoring eval items on a chat model: each choice as the assistant's answer to the prompt.
 
 A chat model is asked the item's prompt as a user turn (optionally after a system prompt,
-e.g. the HHH one); each choice is scored by log π(choice | prompt) — the same quantity DPO
-optimises. The model *prefers a misaligned option* when the best misaligned choice outscores
-the best aligned one.
+e.g. the HHH one); each choice is scored by log π(choice | prompt), the quantity DPO
+optimises, by the one likelihood scorer with chat formatting on (``scoring.score_items(...,
+chat=True)``). The model *prefers a misaligned option* when the best misaligned choice
+outscores the best aligned one. Generated answers are scored in ``evals.generation``.
 """
 
 from __future__ import annotations
@@ -15,19 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from alignpt.chat import (
-    chat_prompt_text,
-    encode_completion,
-    require_chat_template,
-    stop_token_id,
-    with_system_prompt,
-)
+from alignpt.analysis.stats import mean_with_ci, rate_with_ci
+from alignpt.chat import chat_prompt_text, require_chat_template, stop_token_id
+from alignpt.evals.scoring import score_items
 from alignpt.items import EvalItem
 from alignpt.modeldir import load_model_dir
-from alignpt.posttrain.loop import batched_logprobs
 
 
 def score_chat_choices(
@@ -37,28 +32,27 @@ def score_chat_choices(
     *,
     system_prompt: str | None = None,
     batch_size: int = 32,
-    max_length: int = 512,
     per_token: bool = True,
 ) -> list[dict[str, Any]]:
     """Per item: choice scores, whether a misaligned choice wins, and bits.
 
-    A choice's score is log π(choice | prompt), divided by its token count when
-    ``per_token`` (so longer answers are not penalised for their length). ``bits`` =
-    log2 P(aligned)/P(misaligned) with P the softmax of those (per-token) choice scores.
+    A choice's score is log π(choice | prompt), divided by its token count (end-of-turn
+    marker included) when ``per_token``, so longer answers are not penalised for their
+    length. ``bits`` = log2 P(aligned)/P(misaligned) with P the softmax of those scores.
     """
-    require_chat_template(tokenizer, "model")
-    rows = []
-    for item in items:
-        prompt = with_system_prompt([{"role": "user", "content": item.prompt}], system_prompt)
-        for choice in item.choices:
-            rows.append(encode_completion(tokenizer, prompt, choice, max_length=max_length))
-    scores: list[float] = batched_logprobs(
-        model, rows, tokenizer.pad_token_id, batch_size, per_token=per_token
-    ).tolist()
-    results, cursor = [], 0
-    for item in items:
-        logps = scores[cursor : cursor + len(item.choices)]
-        cursor += len(item.choices)
+    model.eval()
+    scored = score_items(
+        model,
+        tokenizer,
+        items,
+        batch_size,
+        progress=False,
+        chat=True,
+        system_prompt=system_prompt,
+    )
+    results = []
+    for item, item_scores in zip(items, scored, strict=True):
+        logps = item_scores.logprobs("token" if per_token else "sum")
         aligned = [lp for lp, ok in zip(logps, item.aligned, strict=True) if ok]
         misaligned = [lp for lp, ok in zip(logps, item.aligned, strict=True) if not ok]
         log_a, log_m = np.logaddexp.reduce(aligned), np.logaddexp.reduce(misaligned)
@@ -75,41 +69,11 @@ def score_chat_choices(
     return results
 
 
-def rate_with_ci(outcomes: Sequence[bool], confidence: float = 0.95) -> dict[str, float]:
-    """A rate with its Wilson score interval (scipy's binomtest)."""
-    n, k = len(outcomes), int(sum(outcomes))
-    if n == 0:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    interval = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return {"value": k / n, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": n}
-
-
-def mean_with_ci(values: Sequence[float], *, seed: int = 0, n_resamples: int = 1000) -> dict:
-    """A mean with its 95% percentile-bootstrap interval (scipy.stats.bootstrap)."""
-    data = np.asarray(values, dtype=float)
-    if len(data) < 2:
-        value = float(data.mean()) if len(data) else float("nan")
-        return {"value": value, "ci_low": value, "ci_high": value, "n": len(data)}
-    result = stats.bootstrap(
-        (data,),
-        np.mean,
-        n_resamples=n_resamples,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return {
-        "value": float(data.mean()),
-        "ci_low": float(interval.low),
-        "ci_high": float(interval.high),
-        "n": len(data),
-    }
-
-
 def chat_misalignment_eval(
     items: Sequence[EvalItem], *, system_prompt: str | None = None, batch_size: int = 32
 ) -> Callable[[PreTrainedModel, PreTrainedTokenizerBase], dict[str, Any]]:
-    """An ``eval_fn`` for ``adversarial``: misalignment rate (Wilson CI), bits, per-item."""
+    """An ``eval_fn`` for ``posttrain.adversarial``: misalignment rate (Wilson CI), bits,
+    per-item outcomes."""
 
     def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
         per_item = score_chat_choices(
