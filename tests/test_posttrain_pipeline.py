@@ -13,6 +13,7 @@ from alignpt.chat import HHH_SYSTEM_PROMPT, chat_prompt_text
 from alignpt.cli import app
 from alignpt.config import ExperimentConfig, load_experiment
 from alignpt.errors import ConfigError
+from alignpt.evals.chat import chat_misalignment_eval
 from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
@@ -62,7 +63,13 @@ def test_every_condition_gets_the_same_posttraining(tmp_path: Path) -> None:
 
     items = eval_items(HELD_OUT, per_family=2)
     curve = adversarial_curve(
-        config, models["dpo"], tmp_path / "adv", seed=0, items=items, use_system_prompt=True
+        config,
+        models["dpo"],
+        tmp_path / "adv",
+        seed=0,
+        items=items,
+        eval_fn=chat_misalignment_eval(items, system_prompt=HHH_SYSTEM_PROMPT),
+        use_system_prompt=True,
     )
     assert [p.step for p in curve.points] == [0, 2]
     prompt = chat_prompt_text(
