@@ -38,7 +38,16 @@ def trained(tmp_path_factory) -> tuple[Path, bytes]:
     config = parse_model(ExperimentConfig, data, "mg.yaml")
     mix = prepare_mix(config, progress=False)
     assert (mix.tokenizer_dir / GRAMMAR_FILE).read_bytes() == custom.read_bytes()
-    model = train_condition(config, "baseline", seed=0, mix_dir=mix.dir, progress=False)
+    model = train_condition(
+        config.model,
+        config.train,
+        "baseline",
+        seed=0,
+        out_dir=config.layout.train_run("baseline", 0),
+        experiment=config.name,
+        mix_dir=mix.dir,
+        progress=False,
+    )
     return model, custom.read_bytes()
 
 

@@ -14,6 +14,7 @@ from alignpt.cli import app
 from alignpt.config import ExperimentConfig, load_experiment
 from alignpt.errors import ConfigError
 from alignpt.evals.chat import chat_misalignment_eval
+from alignpt.experiment.studies import posttrain_source
 from alignpt.posttrain.data import families_of, read_pairs
 from alignpt.posttrain.pipeline import adversarial_curve, posttrain_model, stage_data
 from test_posttrain_helpers import HELD_OUT, build_model_dir, build_tokenizer, eval_items
@@ -45,7 +46,8 @@ def test_every_condition_gets_the_same_posttraining(tmp_path: Path) -> None:
     for seed, condition in enumerate(["unfiltered", "aligned"]):
         base = build_model_dir(tmp_path / condition, tokenizer, seed=seed, condition=condition)
         models = posttrain_model(
-            config,
+            config.posttrain,
+            posttrain_source(config),
             base,
             tmp_path / "post" / condition,
             seed=0,
@@ -59,11 +61,14 @@ def test_every_condition_gets_the_same_posttraining(tmp_path: Path) -> None:
         hashes.append((sft_meta["posttrain_data_hash"], dpo_meta["posttrain_data_hash"]))
     assert hashes[0] == hashes[1]
     for stage in ("sft", "dpo", "adversarial"):
-        assert not families_of(stage_data(config, stage)) & set(HELD_OUT)
+        assert not families_of(stage_data(config.posttrain, stage, posttrain_source(config))) & set(
+            HELD_OUT
+        )
 
     items = eval_items(HELD_OUT, per_family=2)
     curve = adversarial_curve(
-        config,
+        config.posttrain,
+        posttrain_source(config),
         models["dpo"],
         tmp_path / "adv",
         seed=0,

@@ -103,13 +103,19 @@ def run_spec(out_dir: Path, train: TrainConfig, phases: list[str], **identity: A
 
 
 def train_on_built_mix(config: Any, condition: str, **kwargs: Any) -> Path:
-    """``train_condition`` on the mix the experiment layer builds (as ``alignpt train`` does)."""
+    """``train_condition`` on the mix the experiment layer builds (as ``alignpt train`` does:
+    the condition checked against the config, the run layout's directory by default)."""
     from alignpt.experiment.sources import prepare_mix
     from alignpt.train import train_condition
 
+    config.condition(condition)
+    if kwargs.get("out_dir") is None:
+        kwargs["out_dir"] = config.layout.train_run(condition, kwargs["seed"])
     return train_condition(
-        config,
+        config.model,
+        config.train,
         condition,
+        experiment=config.name,
         prepare_mix=lambda: prepare_mix(config, progress=False).dir,
         **kwargs,
     )

@@ -11,7 +11,8 @@ completion markers play for its pipeline tasks, at the level of a whole stage.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,43 @@ def cached_result(
             build_manifest(stage, config=config, counts={}, files=[tmp / RESULT]),
         )
     return result, False
+
+
+def record_matches(record: Path, expected: Mapping[str, Any], fields: Iterable[str]) -> bool:
+    """Whether the JSON file ``record`` exists and agrees with ``expected`` on ``fields``
+    (e.g. a finished model's provenance against the run that would make it now)."""
+    if not record.is_file():
+        return False
+    done = json.loads(record.read_text())
+    return all(done.get(field) == expected.get(field) for field in fields)
+
+
+def prepare_resumable_dir(
+    out: Path,
+    *,
+    finished: bool,
+    resume: bool,
+    force: bool,
+    can_resume: Callable[[], bool],
+    what: str = "run",
+) -> bool:
+    """Decide what to do with the directory of a resumable (checkpointing) stage.
+
+    ``finished``: ``out`` holds this run's finished output (see :func:`record_matches`).
+    Returns True to reuse it. Otherwise clears ``out`` when ``force`` asks to start over
+    (with ``resume`` too, an unfinished run ``can_resume()`` accepts is kept and resumed),
+    refuses a busy ``out`` without ``resume`` or ``force``, and returns False.
+    """
+    # ``alignpt run`` passes resume and force together: force then replaces only what came from
+    # another config and still reuses a finished output of this one.
+    if finished and (resume or not force):
+        return True
+    busy = out.is_dir() and any(out.iterdir())
+    if busy and force and not (resume and can_resume()):
+        shutil.rmtree(out)
+    elif busy and not resume:
+        raise UserError(
+            f"{out}: holds another or an unfinished {what}; pass --resume to continue it or "
+            "--force to start over"
+        )
+    return False

@@ -890,6 +890,13 @@ class ExperimentConfig(Strict):
         """Every path of this experiment's run (``alignpt.layout``)."""
         return RunLayout(self.run_dir)
 
+    def condition(self, name: str) -> ConditionConfig:
+        """The condition called ``name``; a UserError naming the known ones if there is none."""
+        if name not in self.conditions:
+            known = ", ".join(sorted(self.conditions)) or "none"
+            raise UserError(f"conditions: no condition '{name}' in the config (known: {known})")
+        return self.conditions[name]
+
     @property
     def baseline(self) -> str:
         """The condition others are compared with: ``evals.baseline``, else the first one."""

@@ -3,9 +3,10 @@
 A derived seed depends only on the base seed and names (never on paths, process ids or
 Python's salted ``hash``), so the same config and seed give the same bytes on any machine.
 
-``derive_seed(seed, *names)`` is the rule for any new stream. Two older streams keep their
-historical offsets (``EVAL_ITEMS``, ``HELDOUT_TEXT``) so that earlier runs reproduce bit for
-bit; they are named here, not scattered as magic numbers.
+``derive_seed(seed, *names)`` is the rule for any new stream. Older streams keep their
+historical formulas (the offsets ``EVAL_ITEMS`` and ``HELDOUT_TEXT``, ``indexed_seed`` for
+per-item samples) so that earlier runs reproduce bit for bit; they are named here, not
+scattered as magic numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def derive_seed(seed: int, *names: str) -> int:
 def offset_seed(seed: int, offset: int) -> int:
     """A stream with a fixed offset from the base seed (``EVAL_ITEMS``, ``HELDOUT_TEXT``)."""
     return seed + offset
+
+
+def indexed_seed(seed: int, index: int, *, stride: int = 1) -> int:
+    """The seed of the ``index``-th item of a per-item stream (e.g. one belief fact's samples).
+
+    Historical formula (no modulus, unlike :func:`derive_seed`), kept so earlier belief runs
+    reproduce; ``stride`` leaves room between items.
+    """
+    return seed * 1_000_003 + index * stride
 
 
 def named_rng(seed: int, *names: str) -> np.random.Generator:

@@ -106,6 +106,7 @@ def _data(
     generate: bool,
     options: PosttrainStageConfig,
 ) -> list:
+    from alignpt.experiment.studies import posttrain_source
     from alignpt.posttrain.data import read_dialogues, read_pairs
     from alignpt.posttrain.pipeline import stage_data
 
@@ -114,7 +115,7 @@ def _data(
     if data is not None:
         return read_pairs(data) if stage == "dpo" else read_dialogues(data)
     section = config.posttrain.model_copy(update={stage: options.model_copy(update={"data": None})})
-    return stage_data(config.model_copy(update={"posttrain": section}), stage)
+    return stage_data(section, stage, posttrain_source(config))
 
 
 @posttrain_app.command("sft")

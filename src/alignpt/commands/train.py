@@ -29,17 +29,22 @@ def train_command(
     from alignpt.train.distributed import teardown_distributed
 
     experiment = load_experiment(config)
+    experiment.condition(condition)  # one clear line for a name the config does not define
     seeds = seed or experiment.train.seeds
-    if out is not None and len(seeds) > 1:
+    if out is None:
+        out_dirs = [experiment.layout.train_run(condition, s) for s in seeds]
+    elif len(seeds) > 1:
         out_dirs = [out / f"seed{s}" for s in seeds]
     else:
-        out_dirs = [out] * len(seeds)
+        out_dirs = [out]
     try:
         for one_seed, out_dir in zip(seeds, out_dirs, strict=True):
             final = train_condition(
-                experiment,
+                experiment.model,
+                experiment.train,
                 condition,
                 seed=one_seed,
+                experiment=experiment.name,
                 resume=resume,
                 out_dir=out_dir,
                 force=force,

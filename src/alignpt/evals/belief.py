@@ -50,6 +50,7 @@ from rich.progress import Progress
 from alignpt.analysis.stats import bootstrap_mean, paired_difference, wilson_interval
 from alignpt.evals.scoring import score_requests
 from alignpt.modeldir import prefix_token_id
+from alignpt.seeds import indexed_seed
 from alignpt.worlds import Fact, FactVersion
 
 METRICS = ("mcq_knowledge", "mcq_distinguish", "open_belief", "generative_distinguish")
@@ -175,7 +176,7 @@ def _generative_records(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("belief sampling", total=len(facts))
         for index, fact in enumerate(facts):
-            base = options.seed * 1_000_003 + index * 3
+            base = indexed_seed(options.seed, index, stride=3)
             for text in sample_continuations(
                 model, tokenizer, fact.prompt, options.samples, options, base
             ):

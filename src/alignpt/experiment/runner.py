@@ -53,7 +53,16 @@ def train_job(
     from alignpt.train import train_condition
 
     return train_condition(
-        config, condition, seed=seed, resume=True, progress=progress, mix_dir=mix_dir, force=force
+        config.model,
+        config.train,
+        condition,
+        seed=seed,
+        out_dir=config.layout.train_run(condition, seed),
+        experiment=config.name,
+        resume=True,
+        progress=progress,
+        mix_dir=mix_dir,
+        force=force,
     )
 
 

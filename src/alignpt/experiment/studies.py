@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from alignpt.fileio import sha256_file, sha256_json
 from alignpt.items import EvalItem
 from alignpt.layout import seed_dir
 
+if TYPE_CHECKING:
+    from alignpt.posttrain.pipeline import DataSource
+
 PROMPTS = ("none", "hhh")
 X_LABELS = {
     "dose": "aligned-document share of pretraining tokens",
@@ -36,6 +39,13 @@ X_LABELS = {
     "disclosure": "synthetic-disclosure header",
     "persistence": "condition",
 }
+
+
+def posttrain_source(config: ExperimentConfig) -> DataSource:
+    """What the post-training stage generates its examples from, out of the experiment."""
+    from alignpt.posttrain.pipeline import DataSource
+
+    return DataSource(config.world, config.seed, tuple(config.evals.held_out_families))
 
 
 def held_out_items(items: Sequence[EvalItem], held_out: Sequence[str]) -> list[EvalItem]:
@@ -89,7 +99,8 @@ def run_persistence(
 
     held = held_out_items(items, config.evals.held_out_families)
     items_hash = sha256_json([i.model_dump(mode="json") for i in held])
-    prompts = {"none": None, "hhh": system_prompt(config)}
+    prompts = {"none": None, "hhh": system_prompt(config.posttrain)}
+    source = posttrain_source(config)
     stages = ["base", *config.posttrain.stages]
     evaluations: dict[str, dict[str, dict[str, list[dict]]]] = {}
     finals: dict[str, list[tuple[str, int, Path]]] = {}
@@ -100,7 +111,8 @@ def run_persistence(
             seed_name = seed_dir(seed)
             say("posttrain", f"{condition} {seed_name}: {' → '.join(stages)}")
             chain = posttrain_model(
-                config,
+                config.posttrain,
+                source,
                 base,
                 config.layout.stage_run("posttrain", condition, seed),
                 seed=seed,
@@ -300,7 +312,8 @@ def run_stickiness(
             )
             curves.append(
                 adversarial_curve(
-                    config,
+                    config.posttrain,
+                    posttrain_source(config),
                     model_dir,
                     config.layout.stage_run("adversarial", condition, seed),
                     seed=seed,

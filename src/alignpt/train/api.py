@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
-from alignpt.config import ExperimentConfig
+from alignpt.completion import prepare_resumable_dir, record_matches
+from alignpt.config import ModelConfig, TrainConfig
 from alignpt.errors import UserError
 from alignpt.fileio import ensure_writable, read_manifest, sha256_file, sha256_json
 from alignpt.mixdir import TokenWindowLoader, manifest_sha256, phase_budgets, tokenizer_dir
 from alignpt.modeldir import PROVENANCE, grammar_provenance, read_grammar_file
-from alignpt.train.checkpoint import CHECKPOINTS, resumable
+from alignpt.train.checkpoint import CHECKPOINTS, IDENTITY_FIELDS, resumable
 from alignpt.train.distributed import broadcast_from_main, setup_distributed
 from alignpt.train.loop import FINAL, RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
 from alignpt.train.schedule import micro_batch_size, plan_phases
 from alignpt.train.validation import validation_windows
 
+# Any vocabulary size: the early check is of the preset and overrides (the tokenizer's size is
+# known once the mix is built).
+_ANY_VOCAB = 256
+# A finished model is the same whatever number of ranks trained it.
+_FINISHED_FIELDS = tuple(field for field in IDENTITY_FIELDS if field != "world_size")
 # Train settings that only change logging or bookkeeping, not the trained weights.
 _COSMETIC = (
     "seeds",
@@ -34,13 +39,13 @@ _COSMETIC = (
 )
 
 
-def train_hash(config: ExperimentConfig) -> str:
-    """Hash of everything in the config that shapes the trained weights (mix aside)."""
-    train = config.train.model_dump(mode="json", exclude=set(_COSMETIC))
+def train_hash(model: ModelConfig, train_config: TrainConfig) -> str:
+    """Hash of everything in the model and train sections that shapes the trained weights."""
+    train = train_config.model_dump(mode="json", exclude=set(_COSMETIC))
     if train.get("loss") == "full":  # the default, and the only loss before the option existed:
         del train["loss"]  # left out so earlier runs still resume and count as finished
         train.pop("loss_chunk_tokens", None)  # only read by the chunked loss
-    return sha256_json({"model": config.model.model_dump(mode="json"), "train": train})
+    return sha256_json({"model": model.model_dump(mode="json"), "train": train})
 
 
 def _check_tokenizer(mix_dir: Path, manifest: dict) -> None:
@@ -56,61 +61,51 @@ def _check_tokenizer(mix_dir: Path, manifest: dict) -> None:
 
 def _previous_run(out: Path, identity: dict, *, resume: bool, force: bool) -> Path | None:
     """The finished model to reuse, or None after clearing/accepting what ``out`` holds."""
-    final = out / FINAL / PROVENANCE
-    # ``alignpt run`` trains with resume and force together: force then replaces only what came
-    # from another config and still reuses a finished model of this one.
-    if final.is_file() and (resume or not force):
-        import json
-
-        done = json.loads(final.read_text())
-        keys = ("condition", "preset", "seed", "mix_manifest_hash", "train_hash")
-        if all(done.get(k) == identity[k] for k in keys):
-            return out / FINAL
-    busy = out.is_dir() and any(out.iterdir())
-    # with resume too, force keeps an unfinished run of this config and resumes it
-    if busy and force and not (resume and resumable(out / CHECKPOINTS, identity)):
-        shutil.rmtree(out)
-    elif busy and not resume:
-        raise UserError(
-            f"{out}: holds another or an unfinished training run; pass --resume to continue "
-            "it or --force to start over"
-        )
-    return None
+    finished = record_matches(out / FINAL / PROVENANCE, identity, _FINISHED_FIELDS)
+    reuse = prepare_resumable_dir(
+        out,
+        finished=finished,
+        resume=resume,
+        force=force,
+        can_resume=lambda: resumable(out / CHECKPOINTS, identity),
+        what="training run",
+    )
+    return out / FINAL if reuse else None
 
 
 def train_condition(
-    config: ExperimentConfig,
+    model: ModelConfig,
+    train: TrainConfig,
     condition: str,
     *,
     seed: int,
+    out_dir: Path,
+    experiment: str = "",
     resume: bool = False,
-    out_dir: Path | None = None,
     force: bool = False,
     progress: bool = True,
     device: str | None = None,
     mix_dir: Path | None = None,
     prepare_mix: Callable[[], Path] | None = None,
 ) -> Path:
-    """Pretrain ``condition`` from random init on its mix; return the final HF model dir.
+    """Pretrain ``condition`` from random init on its mix with the experiment's ``model`` and
+    ``train`` sections; return the final HF model dir under ``out_dir``.
 
     Trains on the built mix at ``mix_dir``, or on the one ``prepare_mix()`` builds (called on
     rank 0 only; the other ranks take its result). Skips if the same finished model exists,
     resumes from the newest checkpoint with ``resume``. Works alone or under
     ``torchrun``/``accelerate launch``.
     """
-    if condition not in config.conditions:
-        known = ", ".join(sorted(config.conditions)) or "none"
-        raise UserError(f"conditions: no condition '{condition}' in the config (known: {known})")
-    out = Path(out_dir) if out_dir is not None else config.layout.train_run(condition, seed)
+    out = Path(out_dir)
     ctx = setup_distributed(device)
     # Fail fast on model/batch settings, before the mix is built (the vocab is checked later).
     build_llama_config(
-        config.model.preset,
-        vocab_size=config.tokenizer.vocab_size,
-        seq_len=config.model.seq_len,
-        overrides=config.model.overrides,
+        model.preset,
+        vocab_size=_ANY_VOCAB,
+        seq_len=model.seq_len,
+        overrides=model.overrides,
     )
-    micro_batch_size(config.train, ctx.world_size)
+    micro_batch_size(train, ctx.world_size)
     if ctx.is_main:
         ensure_writable(out)
     if mix_dir is None:  # rank 0 builds or checks the mix; the others take its result
@@ -123,10 +118,10 @@ def train_condition(
     grammar = read_grammar_file(tokenizer_dir(mix_dir))  # tokenizer.mode_grammar's copy
     identity = {
         "condition": condition,
-        "preset": config.model.preset,
+        "preset": model.preset,
         "seed": seed,
         "mix_manifest_hash": manifest_sha256(mix_dir),
-        "train_hash": train_hash(config),
+        "train_hash": train_hash(model, train),
         "world_size": ctx.world_size,
     }
     reuse = _previous_run(out, identity, resume=resume, force=force) if ctx.is_main else None
@@ -134,18 +129,18 @@ def train_condition(
     if reuse is not None:
         return reuse
     out.mkdir(parents=True, exist_ok=True)
-    seq_len = config.model.seq_len
+    seq_len = model.seq_len
     llama_config = build_llama_config(
-        config.model.preset,
+        model.preset,
         vocab_size=len(tokenizer),
         seq_len=seq_len,
-        overrides=config.model.overrides,
+        overrides=model.overrides,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    plan = plan_phases(config.train, phase_budgets(mix_dir, condition), seq_len)
-    micro = micro_batch_size(config.train, ctx.world_size)
+    plan = plan_phases(train, phase_budgets(mix_dir, condition), seq_len)
+    micro = micro_batch_size(train, ctx.world_size)
 
     def make_loader(phase: str) -> TokenWindowLoader:
         return TokenWindowLoader(
@@ -161,23 +156,23 @@ def train_condition(
 
     spec = RunSpec(
         out_dir=out,
-        train=config.train,
+        train=train,
         seq_len=seq_len,
         plan=plan,
         identity=identity,
         progress=progress,
-        extra_provenance={"experiment": config.name, **grammar_provenance(grammar)},
+        extra_provenance={"experiment": experiment, **grammar_provenance(grammar)},
         grammar=grammar,
     )
     validation = validation_windows(
-        mix_dir, condition, seq_len=seq_len, n_windows=config.train.eval_windows
+        mix_dir, condition, seq_len=seq_len, n_windows=train.eval_windows
     )
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu":  # the same thread count on every machine, the same weights
-        torch.set_num_threads(config.train.cpu_threads)
+        torch.set_num_threads(train.cpu_threads)
     try:
-        model = build_model(llama_config, seed=seed)
-        trainer = Trainer(model, tokenizer, spec, make_loader, ctx, validation=validation)
+        network = build_model(llama_config, seed=seed)
+        trainer = Trainer(network, tokenizer, spec, make_loader, ctx, validation=validation)
         return trainer.run(resume=resume)
     finally:
         torch.set_num_threads(threads)
