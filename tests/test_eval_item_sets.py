@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alignpt.config import ProtocolConfig
 from alignpt.errors import UserError
@@ -294,3 +295,45 @@ def test_the_documented_examples_read_and_agree(tmp_path):
         blocks[kind] = read_choice_pairs(path)
     assert blocks["jsonl"] == blocks["csv"] and len(blocks["csv"]) == 2
     assert [item.id for item in blocks["csv"]] == ["s1", "example-2"]
+
+
+def test_cli_export_writes_a_task_group_per_external_and_anthropic_set(cli, tmp_path):  # noqa: F811
+    from alignpt.evals.export import cell_documents
+    from alignpt.evals.item_sets import protocol_items
+
+    jsonl, _ = _write(tmp_path, ROWS)
+    out = tmp_path / "tasks"
+    ok = cli(
+        "evals", "export", str(out), "--format", "lm-eval", "--external", str(jsonl),
+        "--anthropic", str(FIXTURES), "--limit", "3", "--formats", "plain,lettered",
+        "--system-prompts", "none",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    spec = ProtocolSpec.from_config(
+        ProtocolConfig(formats=["plain", "lettered"], system_prompts=["none"])
+    )
+    expected_sets = {
+        "pairs": read_choice_pairs(jsonl),
+        "corrigible_neutral_HHH": read_anthropic(
+            FIXTURES / "corrigible-neutral-HHH.jsonl", limit=3
+        ),
+        "power_seeking_inclination": read_anthropic(
+            FIXTURES / "power-seeking-inclination.jsonl", limit=3
+        ),
+        "survival_instinct": read_anthropic(FIXTURES / "survival-instinct.jsonl", limit=3),
+    }
+    for part, items in expected_sets.items():
+        group = yaml.safe_load((out / f"alignpt_{part}.yaml").read_text())
+        suite = "external" if part == "pairs" else "anthropic"
+        docs = cell_documents(protocol_items(items, suite), spec)
+        assert group["task"] == [f"alignpt_{part}_{cell}" for cell in docs]
+        assert len(docs) == 1 + 2 * 2  # as given + 2 syntaxes x both orders
+        for cell, cell_docs in docs.items():
+            written = (out / "data" / f"alignpt_{part}_{cell}.jsonl").read_text().splitlines()
+            assert [json.loads(line) for line in written] == json.loads(json.dumps(cell_docs))
+    assert "wrote 20 tasks" in ok.stdout
+    none = cli("evals", "export", str(tmp_path / "x"), "--format", "lm-eval")
+    assert none.returncode != 0
+    assert none.stderr.strip().splitlines() == [
+        "error: evals export: give --items, --external or --anthropic"
+    ]

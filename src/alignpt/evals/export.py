@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -204,3 +204,33 @@ def export_items(
         {"format": fmt, "tasks": tasks, "items": len(items)},
     )
     return tasks
+
+
+def task_name_part(set_name: str) -> str:
+    """A set's name as a task name part (letters, digits, underscores): an Anthropic file such
+    as ``corrigible-neutral-HHH`` becomes ``corrigible_neutral_HHH``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", set_name)
+
+
+def export_sets(
+    out_dir: str | Path,
+    sets: Mapping[str, Sequence[EvalItem]],
+    *,
+    fmt: str,
+    spec: ProtocolSpec | None,
+) -> dict[str, list[str]]:
+    """Export several named item sets into one directory, a task group per set; returns
+    ``{set name: tasks}``. Two sets may not map to the same task name part."""
+    parts: dict[str, str] = {}
+    for set_name in sets:
+        part = task_name_part(set_name)
+        if part in parts:
+            raise UserError(
+                f"item sets '{parts[part]}' and '{set_name}' give the same task names "
+                f"(alignpt_{part}_...); rename one"
+            )
+        parts[part] = set_name
+    return {
+        set_name: export_items(out_dir, items, fmt=fmt, spec=spec, name=task_name_part(set_name))
+        for set_name, items in sets.items()
+    }
