@@ -40,20 +40,23 @@ def test_ancestor_matrix_is_each_nodes_own_causal_prefix():
     assert (allowed == expected).all()
 
 
-def test_pack_puts_predictors_last_and_padding_sees_only_itself():
+def test_pack_lays_nodes_in_order_and_padding_sees_only_itself():
     small, large = PrefixTree(), PrefixTree()
     small.add(0, ScoringRequest([1, 2, 3], 1))
     large.add(1, ScoringRequest([5, 6, 7, 8, 9, 10], 2))
+    large.add(2, ScoringRequest([5, 6, 7, 8, 9, 11], 1))  # shares node 4 (token 9) as predictor
     batch = pack_trees([large, small], torch.float32, "cpu")
-    assert batch.n_kept == 2
     width = batch.input_ids.shape[1]
-    assert width == 3 + 2  # the large tree: 3 other nodes, then its 2 predictors
-    # small tree's predictor (token 2) sits in the last column, its other node first
-    assert batch.input_ids[1, -1].item() == 2 and batch.input_ids[1, 0].item() == 1
-    assert batch.position_ids[1, -1].item() == 1
+    assert width == 5  # the large tree's 5 nodes; the small one is padded from column 2
+    assert batch.input_ids[1, :2].tolist() == [1, 2]
+    assert batch.position_ids[0].tolist() == [0, 1, 2, 3, 4]
     visible = batch.attention_mask[1, 0] == 0
-    for pad in range(1, width - 1):
+    for pad in range(2, width):
         assert visible[pad].nonzero().flatten().tolist() == [pad]
         assert visible[:, pad].nonzero().flatten().tolist() == [pad]
-    assert batch.targets.tolist() == [9, 10, 3]
-    assert batch.request_of_token.tolist() == [1, 1, 0]
+    # each predictor node once: large tree nodes 3 and 4, small tree node 1
+    assert batch.predictor_rows.tolist() == [0, 0, 1]
+    assert batch.predictor_columns.tolist() == [3, 4, 1]
+    assert batch.targets.tolist() == [9, 10, 11, 3]
+    assert batch.predictor_of_token.tolist() == [0, 1, 1, 2]
+    assert batch.request_of_token.tolist() == [1, 1, 2, 0]

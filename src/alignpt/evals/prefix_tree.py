@@ -8,8 +8,9 @@ ids equal to its depth, so each node's hidden state is the one it has in its own
 sequence ("tree attention", as speculative decoding uses it). Neither transformers nor
 lm-evaluation-harness offers this for scoring, which is why it is written here.
 
-Within a row the nodes whose outputs predict scored tokens are placed last, so the model's
-``logits_to_keep`` can skip the vocabulary projection for every other node.
+A row holds a trie's nodes in node order (parents before children), padded to the widest
+trie of the batch; the scorer projects to the vocabulary only the hidden states of the nodes
+whose outputs predict scored tokens (each such node once), gathered row by row.
 """
 
 from __future__ import annotations
@@ -34,49 +35,59 @@ class ScoringRequest:
         return len(self.tokens) - self.n_scored
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share (a binary search over C-level slice
+    comparisons: a few list compares instead of a Python loop over every token)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 @dataclass
 class PrefixTree:
-    """A token trie over the inputs (all but the last token) of several requests."""
+    """A token trie over the inputs (all but the last token) of several requests.
+
+    Requests are added in lexicographic token order (``plan_trees`` sorts them), so the
+    longest prefix a new request shares with the trie is the one it shares with the request
+    added just before it: only that path is kept, no per-node child table. Added out of
+    order, a request may repeat nodes another branch already has; its scores stay exact.
+    """
 
     tokens: list[int] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
-    children: list[dict[int, int]] = field(default_factory=list)
-    roots: dict[int, int] = field(default_factory=dict)
     request_ids: list[int] = field(default_factory=list)
     # Per request: the nodes whose outputs predict its scored tokens, and those tokens.
     predictors: list[list[int]] = field(default_factory=list)
     targets: list[list[int]] = field(default_factory=list)
+    _last_inputs: list[int] = field(default_factory=list, repr=False)
+    _last_path: list[int] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def shared_prefix(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` already are a path in the trie."""
-        level, depth = self.roots, 0
-        for token in tokens:
-            if token not in level:
-                break
-            level = self.children[level[token]]
-            depth += 1
-        return depth
+        """How many leading ``tokens`` the trie already holds as the last request's path."""
+        return common_prefix(self._last_inputs, tokens)
 
     def add(self, request_id: int, request: ScoringRequest) -> None:
         """Insert a request's input tokens and record which nodes predict its scored tokens."""
         inputs = request.tokens[:-1]
-        path: list[int] = []
-        level, parent = self.roots, -1
-        for depth, token in enumerate(inputs):
-            node = level.get(token)
-            if node is None:
-                node = len(self.tokens)
-                self.tokens.append(token)
-                self.parents.append(parent)
-                self.depths.append(depth)
-                self.children.append({})
-                level[token] = node
-            path.append(node)
-            level, parent = self.children[node], node
+        shared = self.shared_prefix(inputs)
+        path = self._last_path[:shared]
+        first, n_new = len(self.tokens), len(inputs) - shared
+        if n_new:
+            self.tokens.extend(inputs[shared:])
+            self.parents.append(path[-1] if path else -1)
+            self.parents.extend(range(first, first + n_new - 1))
+            self.depths.extend(range(shared, len(inputs)))
+            path.extend(range(first, first + n_new))
+        self._last_inputs, self._last_path = inputs, path
         self.request_ids.append(request_id)
         self.predictors.append(path[len(inputs) - request.n_scored :])
         self.targets.append(request.tokens[len(request.tokens) - request.n_scored :])
@@ -121,16 +132,17 @@ def plan_trees(
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """Model inputs for a batch of tries, and where each request's predictions sit among the
-    last ``n_kept`` columns (the ones whose logits are computed)."""
+    """Model inputs for a batch of tries, the predictor nodes to project to the vocabulary,
+    and for every scored token which of them predicts it."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     attention_mask: torch.Tensor  # (rows, 1, width, width), additive: 0 or the dtype's min
-    n_kept: int
-    # For every scored token: row, kept column, target token, request id.
-    rows: torch.Tensor
-    columns: torch.Tensor
+    # Every predictor node once: its row and column.
+    predictor_rows: torch.Tensor
+    predictor_columns: torch.Tensor
+    # For every scored token: its predictor (an index into the two above), target, request id.
+    predictor_of_token: torch.Tensor
     targets: torch.Tensor
     request_of_token: torch.Tensor
 
@@ -138,33 +150,34 @@ class PackedBatch:
 def pack_trees(
     trees: Sequence[PrefixTree], dtype: torch.dtype, device: torch.device | str
 ) -> PackedBatch:
-    """Lay out tries as padded rows: other nodes first, predictor nodes right-aligned at the
-    end; padding attends only to itself and is seen by nothing."""
-    predictor_sets = [tree.predictor_nodes() for tree in trees]
-    n_kept = max(len(p) for p in predictor_sets)
-    width = max(len(t) - len(p) for t, p in zip(trees, predictor_sets, strict=True)) + n_kept
+    """Lay out tries as rows (node ``i`` in column ``i``), right-padded to the widest; padding
+    attends only to itself and is seen by nothing."""
+    width = max(len(tree) for tree in trees)
     input_ids = np.zeros((len(trees), width), dtype=np.int64)
     position_ids = np.zeros((len(trees), width), dtype=np.int64)
     allowed = np.zeros((len(trees), width, width), dtype=bool)
     allowed[:, np.arange(width), np.arange(width)] = True  # padding sees itself
-    rows, columns, targets, owners = [], [], [], []
-    for row, (tree, predictors) in enumerate(zip(trees, predictor_sets, strict=True)):
-        is_predictor = np.zeros(len(tree), dtype=bool)
-        is_predictor[predictors] = True
-        others = np.flatnonzero(~is_predictor)
-        column = np.empty(len(tree), dtype=np.int64)
-        column[others] = np.arange(len(others))
-        column[predictors] = np.arange(width - len(predictors), width)
-        input_ids[row, column] = tree.tokens
-        position_ids[row, column] = tree.depths
-        allowed[row][np.ix_(column, column)] = tree.ancestor_matrix()
-        for request_id, nodes, tokens in zip(
+    predictor_rows: list[int] = []
+    predictor_columns: list[int] = []
+    predictor_of_token: list[int] = []
+    targets: list[int] = []
+    owners: list[int] = []
+    for row, tree in enumerate(trees):
+        size = len(tree)
+        input_ids[row, :size] = tree.tokens
+        position_ids[row, :size] = tree.depths
+        allowed[row, :size, :size] = tree.ancestor_matrix()
+        first = len(predictor_rows)
+        nodes = tree.predictor_nodes()
+        index_of = {node: first + i for i, node in enumerate(nodes)}
+        predictor_rows.extend([row] * len(nodes))
+        predictor_columns.extend(nodes)
+        for request_id, request_nodes, tokens in zip(
             tree.request_ids, tree.predictors, tree.targets, strict=True
         ):
-            rows.extend([row] * len(nodes))
-            columns.extend(column[nodes] - (width - n_kept))
+            predictor_of_token.extend(index_of[node] for node in request_nodes)
             targets.extend(tokens)
-            owners.extend([request_id] * len(nodes))
+            owners.extend([request_id] * len(request_nodes))
     mask = torch.zeros((len(trees), 1, width, width), dtype=dtype)
     mask.masked_fill_(~torch.from_numpy(allowed)[:, None], torch.finfo(dtype).min)
 
@@ -175,9 +188,9 @@ def pack_trees(
         input_ids=tensor(input_ids),
         position_ids=tensor(position_ids),
         attention_mask=mask.to(device),
-        n_kept=n_kept,
-        rows=tensor(rows),
-        columns=tensor(columns),
+        predictor_rows=tensor(predictor_rows),
+        predictor_columns=tensor(predictor_columns),
+        predictor_of_token=tensor(predictor_of_token),
         targets=tensor(targets),
         request_of_token=tensor(owners),
     )

@@ -146,42 +146,54 @@ def _max_length(model: PreTrainedModel) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
 
 
-def _forward_logits(model: PreTrainedModel, n_kept: int, **inputs: torch.Tensor) -> torch.Tensor:
-    """Logits of the last ``n_kept`` positions (skipping the vocabulary projection elsewhere
-    on models that support ``logits_to_keep``)."""
-    try:
-        logits = model(**inputs, use_cache=False, logits_to_keep=n_kept).logits
-    except TypeError:  # older transformers or a model without logits_to_keep
-        logits = model(**inputs, use_cache=False).logits
-    return logits[:, -n_kept:]
+def _predictor_logits(model: PreTrainedModel, batch: PackedBatch) -> torch.Tensor:
+    """Logits at the batch's predictor nodes: the body runs on every node, the vocabulary
+    projection only on the hidden states of nodes that predict a scored token.
+
+    Splits the model into ``base_model`` (the body, final norm included) and its output
+    embedding, as a causal LM's forward does; a model that changes its logits after the
+    head (scaling, soft-capping) fails ``_tree_packing_is_exact`` and is scored plainly.
+    """
+    inputs = {
+        "input_ids": batch.input_ids,
+        "position_ids": batch.position_ids,
+        "attention_mask": batch.attention_mask,
+        "use_cache": False,
+    }
+    body, head = model.base_model, model.get_output_embeddings()
+    if body is model or head is None:
+        return model(**inputs).logits[batch.predictor_rows, batch.predictor_columns]
+    hidden = body(**inputs)[0]
+    return head(hidden[batch.predictor_rows, batch.predictor_columns])
 
 
 def _sum_per_request(
     logits: torch.Tensor, batch: PackedBatch, n_requests: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed target log-probability and "every target is the argmax", per request id.
+    """Summed target log-probability and "every target is the argmax", per request id, from
+    the ``(predictors, vocab)`` logits.
 
-    Works through the scored rows a few at a time so each block of logits stays in cache
-    while its max, log-sum-exp and target are read (memory-bound, ~4x faster than one
-    ``log_softmax`` over all rows at a 32k vocabulary); no full log-probability tensor is made.
+    Each predictor's log-normaliser and argmax are computed once (choices that share a
+    context share its last node), a block of rows at a time so each block stays in cache
+    while its max and log-sum-exp are read (memory-bound, ~4x faster than one
+    ``log_softmax`` at a 32k vocabulary); no full log-probability tensor is made.
     """
     vocab = logits.shape[-1]
-    flat = logits.reshape(-1, vocab)
-    index = batch.rows * logits.shape[1] + batch.columns
     chunk = max(1, (1 << 19) // vocab)
-    logprobs, hits = [], []
-    for start in range(0, len(index), chunk):
-        block = flat.index_select(0, index[start : start + chunk]).float()
-        targets = batch.targets[start : start + chunk]
+    norms, argmaxes = [], []
+    for start in range(0, len(logits), chunk):
+        block = logits[start : start + chunk].float()
         best, best_index = block.max(dim=-1)  # first maximum on ties, as argmax
-        target_logit = block.gather(1, targets[:, None])[:, 0]
-        log_norm = best + block.sub_(best[:, None]).exp_().sum(dim=-1).log()
-        logprobs.append(target_logit - log_norm)
-        hits.append(best_index == targets)
+        norms.append(best + (block - best[:, None]).exp_().sum(dim=-1).log())
+        argmaxes.append(best_index)
+    index, targets = batch.predictor_of_token, batch.targets
+    target_logits = logits[index, targets].float()
+    logprobs = target_logits - torch.cat(norms)[index]
+    hits = torch.cat(argmaxes)[index] == targets
     sums = torch.zeros(n_requests, dtype=torch.float64, device=logits.device)
     misses = torch.zeros(n_requests, dtype=torch.long, device=logits.device)
-    sums.index_add_(0, batch.request_of_token, torch.cat(logprobs).double())
-    misses.index_add_(0, batch.request_of_token, (~torch.cat(hits)).long())
+    sums.index_add_(0, batch.request_of_token, logprobs.double())
+    misses.index_add_(0, batch.request_of_token, (~hits).long())
     return sums, misses == 0
 
 
@@ -191,13 +203,7 @@ def _score_trees(
 ) -> dict[int, tuple[float, bool]]:
     """Run a batch of prefix trees in one forward pass; returns (logprob, greedy) by request."""
     batch = pack_trees(trees, model.dtype, model.device)
-    logits = _forward_logits(
-        model,
-        batch.n_kept,
-        input_ids=batch.input_ids,
-        position_ids=batch.position_ids,
-        attention_mask=batch.attention_mask,
-    )
+    logits = _predictor_logits(model, batch)
     sums, greedy = _sum_per_request(logits, batch, n_requests)
     ids = [i for tree in trees for i in tree.request_ids]
     return {i: (float(sums[i]), bool(greedy[i])) for i in ids}
