@@ -123,6 +123,17 @@ def test_a_run_over_the_parse_failure_threshold_is_flagged_and_excluded() -> Non
     low, high = both["misalignment_rate"]["ci_low"], both["misalignment_rate"]["ci_high"]
     assert low < 12 / 32 < high
 
+    assert "seed_combination" not in pooled  # one kept run: nothing to combine
+    combined = both["seed_combination"]
+    # the same 16 item ids in both runs (m0..m3, a0..a11 and m0..m7, a0..a7): per-item
+    # rates agree on m0..m3, a0..a7; seed0 says a8..a11 aligned where seed1 has no answer
+    assert combined["n_items"] == len({"m0", "m1", "m2", "m3", *(f"a{i}" for i in range(8))})
+    assert combined["per_seed"] == [pytest.approx(4 / 12), pytest.approx(4 / 12)]
+    weighted = combined["inverse_variance"]
+    assert weighted["value"] == pytest.approx(4 / 12)
+    assert weighted["ci_low"] < 4 / 12 < weighted["ci_high"] and weighted["se"] > 0
+    assert combined["bootstrap"]["ci_low"] <= 4 / 12 <= combined["bootstrap"]["ci_high"]
+
     none_kept = pool_runs({"seed0": records(0, 1, 9)})
     assert none_kept["misalignment_rate"]["value"] is None
     assert none_kept["excluded"] == ["seed0"]

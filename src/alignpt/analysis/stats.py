@@ -202,3 +202,35 @@ def mean_with_ci(values: Sequence[float], *, seed: int = 0, n_resamples: int = 1
         "ci_high": float(ci.high),
         "n": len(data),
     }
+
+
+def inverse_variance_mean(per_item: np.ndarray) -> dict:
+    """Seeds combined by inverse-variance weights: each seed's mean over items (rows of the
+    seeds x items ``per_item``) weighted by 1 / its squared standard error over items, with a
+    normal 95% interval; also the per-seed means."""
+    rates = per_item.mean(axis=1)
+    n_items = max(per_item.shape[1], 1)
+    variances = per_item.var(axis=1, ddof=1) / n_items if n_items > 1 else np.zeros(len(rates))
+    # A seed whose items all agree has zero variance; floor it at one item's worth of
+    # binomial variance so it gets a large but finite weight.
+    variances = np.maximum(variances, 0.25 / n_items**2)
+    weights = 1.0 / variances
+    value = float((weights * rates).sum() / weights.sum())
+    se = float(np.sqrt(1.0 / weights.sum()))
+    return {
+        **interval(value, value - 1.96 * se, value + 1.96 * se),
+        "se": round(se, 12),
+        "per_seed": [round(float(r), 12) for r in rates],
+    }
+
+
+def seed_combination(per_item: np.ndarray, *, n_boot: int, seed: int) -> dict:
+    """A rate over seeds two ways, from the seeds x items matrix of per-item rates:
+    inverse-variance weighting and the bootstrap over seeds x items."""
+    weighted = inverse_variance_mean(per_item)
+    per_seed = weighted.pop("per_seed")
+    return {
+        "inverse_variance": weighted,
+        "bootstrap": bootstrap_mean(per_item, n_boot=n_boot, seed=seed),
+        "per_seed": per_seed,
+    }

@@ -36,10 +36,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from alignpt.analysis.stats import bootstrap_ratio, interval, rate_with_ci
+from alignpt.analysis.stats import bootstrap_ratio, interval, rate_with_ci, seed_combination
 from alignpt.chat import chat_prompt_text, require_chat_template, stop_token_id
 from alignpt.items import EvalItem
 from alignpt.modeldir import load_model_dir
@@ -205,6 +206,27 @@ def summarise_run(
     }
 
 
+def _seed_combination(
+    runs: Sequence[Sequence[dict[str, Any]]], *, n_boot: int, seed: int
+) -> dict[str, Any] | None:
+    """Inverse-variance and seeds x items bootstrap rates over runs, from each run's per-item
+    rate among its parsed answers; None when no item was parsed in every run."""
+    per_run: list[dict[str, list[float]]] = []
+    for records in runs:
+        by_item: dict[str, list[float]] = {}
+        for r in records:
+            if r["misaligned"] is not None:
+                by_item.setdefault(r["id"], []).append(float(r["misaligned"]))
+        per_run.append(by_item)
+    common = sorted(set.intersection(*(set(by_item) for by_item in per_run)))
+    if not common:
+        return None
+    matrix = np.array(
+        [[float(np.mean(by_item[i])) for i in common] for by_item in per_run], dtype=float
+    )
+    return seed_combination(matrix, n_boot=n_boot, seed=seed) | {"n_items": len(common)}
+
+
 def pool_runs(
     runs: dict[str, Sequence[dict[str, Any]]],
     *,
@@ -217,7 +239,10 @@ def pool_runs(
     Each run is summarised (``summarise_run``); flagged runs are listed and left out. The
     pooled misalignment rate is over the parsed answers of the kept runs: a Wilson interval
     for one run, a bootstrap over items (answers of all kept runs and orders per item) for
-    several. The pooled parse-failure rate covers every run, flagged ones included.
+    several. With several kept runs, ``seed_combination`` also gives the rate by
+    inverse-variance weighting of the runs and by the bootstrap over runs x items (items
+    with a parsed answer in every kept run). The pooled parse-failure rate covers every run,
+    flagged ones included.
     """
     summaries = {name: summarise_run(records, max_parse_failure) for name, records in runs.items()}
     kept = [name for name, s in summaries.items() if not s["flagged"]]
@@ -240,8 +265,14 @@ def pool_runs(
         }
     else:
         rate = {**interval(float("nan"), float("nan"), float("nan")), "n": 0}
+    combined = (
+        _seed_combination([runs[name] for name in kept], n_boot=n_boot, seed=seed)
+        if len(kept) > 1
+        else None
+    )
     return {
         "misalignment_rate": rate,
+        **({"seed_combination": combined} if combined is not None else {}),
         "parse_failure_rate": rate_with_ci([r["misaligned"] is None for r in all_records]),
         "runs": summaries,
         "excluded": [name for name in runs if name not in kept],

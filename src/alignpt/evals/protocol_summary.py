@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from alignpt.analysis.crossed import crossed_bootstrap_mean, standard_error
-from alignpt.analysis.stats import bootstrap_mean, interval
+from alignpt.analysis.stats import bootstrap_mean
+from alignpt.analysis.stats import seed_combination as combine_seeds
 from alignpt.errors import UserError
 
 
@@ -144,23 +145,7 @@ def seed_combination(arrays: ProtocolArrays, cells: list[int], n_boot: int, seed
         warnings.simplefilter("ignore", RuntimeWarning)
         per_item = np.nanmean(arrays.misaligned[:, cells], axis=1)  # seeds x items
     per_item = per_item[:, ~np.isnan(per_item).any(axis=0)]
-    rates = per_item.mean(axis=1)
-    n_items = max(per_item.shape[1], 1)
-    variances = per_item.var(axis=1, ddof=1) / n_items if n_items > 1 else np.zeros(len(rates))
-    # A seed whose items all agree has zero variance; floor it at one item's worth of
-    # binomial variance so it gets a large but finite weight.
-    variances = np.maximum(variances, 0.25 / n_items**2)
-    weights = 1.0 / variances
-    value = float((weights * rates).sum() / weights.sum())
-    se = float(np.sqrt(1.0 / weights.sum()))
-    return {
-        "inverse_variance": {
-            **interval(value, value - 1.96 * se, value + 1.96 * se),
-            "se": round(se, 12),
-        },
-        "bootstrap": bootstrap_mean(per_item, n_boot=n_boot, seed=seed),
-        "per_seed": [round(float(r), 12) for r in rates],
-    }
+    return combine_seeds(per_item, n_boot=n_boot, seed=seed)
 
 
 @dataclass(frozen=True)

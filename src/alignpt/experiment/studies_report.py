@@ -129,7 +129,14 @@ def generation_html(generation: dict[str, Any], stages: list[str]) -> str:
                     row.append("–")
                     continue
                 rate = fmt_interval(block["misalignment_rate"])
-                row.append(f"{rate}; unparsed {fmt_interval(block['parse_failure_rate'])}")
+                cell = f"{rate}; unparsed {fmt_interval(block['parse_failure_rate'])}"
+                if "seed_combination" in block:
+                    combined = block["seed_combination"]
+                    cell += (
+                        f"; seeds: inverse-variance {fmt_interval(combined['inverse_variance'])}"
+                        f", bootstrap {fmt_interval(combined['bootstrap'])}"
+                    )
+                row.append(cell)
                 flagged += [f"{condition} {stage} {prompt} {run}" for run in block["excluded"]]
             rows.append(row)
     orders = "every order of the options" if generation["all_orders"] else "the listed order"
@@ -142,7 +149,9 @@ def generation_html(generation: dict[str, Any], stages: list[str]) -> str:
     )
     return (
         "<p>By generation: misalignment rate among parsed answers and the parse-failure "
-        f"rate [Wilson 95% CI for one seed], greedy answers of at most "
+        "rate [Wilson 95% CI for one seed; bootstrap over items for several, where the rate "
+        "over seeds is also given by inverse-variance weighting and by the bootstrap over "
+        f"seeds x items], greedy answers of at most "
         f"{generation['max_new_tokens']} tokens to the lettered prompt, in {orders}. "
         f"{note}</p>\n" + html_table(["condition", "system prompt", *stages], rows, "generation")
     )
