@@ -34,8 +34,9 @@ from transformers import PreTrainedTokenizerFast
 
 from alignpt.config import TrainConfig
 from alignpt.train.distributed import setup_distributed
+from alignpt.train.engine import adamw, autocast_context
 from alignpt.train.flops import flops_per_token, mfu, peak_flops
-from alignpt.train.loop import RunSpec, Trainer, adamw, autocast_context
+from alignpt.train.loop import RunSpec, Trainer
 from alignpt.train.presets import build_llama_config, build_model
 from alignpt.train.schedule import PhasePlan
 
@@ -69,7 +70,14 @@ def hand_loop(args, config, batches, device) -> tuple[float, float | None]:
     """Minimal loop: the peer a user would write by hand. Returns (wall, steady) tokens/s."""
     model = build_model(config, seed=0).to(device)
     train = TrainConfig(batch_size=args.batch_size, lr=3e-3)
-    optimizer = adamw(model, train, device)
+    optimizer = adamw(
+        model,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        grouping="matrices",
+        betas=(train.beta1, train.beta2),
+        fused=device.type == "cuda" or None,
+    )
     step_model = torch.compile(model) if device.type == "cuda" else model
     skip = args.warmup if len(batches) > 2 * args.warmup else 0
     start = steady_start = time.perf_counter()
@@ -79,7 +87,7 @@ def hand_loop(args, config, batches, device) -> tuple[float, float | None]:
                 torch.cuda.synchronize()
             steady_start = time.perf_counter()
         batch = batch.to(device, non_blocking=True)
-        with autocast_context(train, device):
+        with autocast_context(train.precision, device):
             logits = step_model(input_ids=batch[:, :-1]).logits
         loss = F.cross_entropy(
             logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,8 @@ def test_the_tree_keeps_every_contract():
         ("mix/build.py", "import alignpt.generate", "Stages are siblings"),
         ("fileio.py", "import alignpt.experiment.runner", "The ground imports no stage"),
         ("evals/runner.py", "import alignpt.cli", "Stages do not import the runner or the CLI"),
+        ("posttrain/loop.py", "import alignpt.train.checkpoint", "Stages are siblings"),
+        ("train/engine.py", "import alignpt.train.schedule", "Post-training reaches train/"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract):
@@ -47,3 +50,12 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract
     result = _lint(src)
     assert result.returncode != 0
     assert f"{contract}" in result.stdout and "BROKEN" in result.stdout
+
+
+def test_posttrain_may_reach_only_the_engine_and_distributed_setup_of_train():
+    text = (ROOT / "pyproject.toml").read_text()  # (no tomllib on Python 3.10)
+    block = text.split('source_modules = ["alignpt.posttrain"]', 1)[1].split("]", 1)[0]
+    forbidden = set(re.findall(r'"(alignpt\.train\.\w+)"', block))
+    modules = {f"alignpt.train.{p.stem}" for p in (ROOT / "src/alignpt/train").glob("*.py")}
+    allowed = {"alignpt.train.__init__", "alignpt.train.engine", "alignpt.train.distributed"}
+    assert forbidden == modules - allowed

@@ -123,7 +123,13 @@ def test_sft_is_skipped_when_done_deterministic_and_resumable(
     monkeypatch.setattr(Optimisation, "apply", crash_at_step_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         sft(base, dialogues, out, seed=0, options=SFT_OPTIONS, checkpoint_every=2)
-    assert not out.exists() and (tmp_path / ".resumed.partial" / "checkpoint.pt").is_file()
+    saved = tmp_path / ".resumed.partial" / "checkpoint"
+    assert not out.exists()
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "engine_state.json",
+        "engine_state.safetensors",
+        "model.safetensors",
+    ]
     monkeypatch.setattr(Optimisation, "apply", original)
     sft(base, dialogues, out, seed=0, options=SFT_OPTIONS, checkpoint_every=2)
     assert not (tmp_path / ".resumed.partial").exists()
@@ -131,6 +137,21 @@ def test_sft_is_skipped_when_done_deterministic_and_resumable(
     resumed, uninterrupted = read_manifest(out)["counts"], read_manifest(sft_dir)["counts"]
     assert resumed["mean_loss"] == uninterrupted["mean_loss"]
     assert resumed["final_loss"] == uninterrupted["final_loss"]
+
+
+def test_a_pickled_checkpoint_of_an_earlier_version_is_refused_in_one_line(
+    base, dialogues, tmp_path
+) -> None:
+    out = tmp_path / "sft"
+    legacy = tmp_path / ".sft.partial" / "checkpoint.pt"
+    legacy.parent.mkdir()
+    legacy.write_bytes(b"pickled by an earlier alignpt")
+    with pytest.raises(UserError) as refused:
+        sft(base, dialogues, out, seed=0, options=SFT_OPTIONS)
+    message = str(refused.value)
+    assert "\n" not in message and str(legacy) in message and "--force" in message
+    assert sft(base, dialogues, out, seed=0, options=SFT_OPTIONS, force=True) == out
+    assert not legacy.parent.exists()  # the finished run removed its work dir, old file too
 
 
 def _preference_margin(model_dir: Path, pairs) -> float:

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignpt.config import TrainConfig
 from alignpt.errors import UserError
+from alignpt.train import checkpoint as ckpt
 from alignpt.train.distributed import setup_distributed
 from alignpt.train.loop import Trainer
 from alignpt.train.presets import build_llama_config, build_model
@@ -188,6 +189,28 @@ def test_resume_refuses_checkpoint_of_another_condition_or_preset(corpus, tmp_pa
         trainer.spec.identity[field] = value
         with pytest.raises(UserError, match=f"checkpoint belongs to {field} '"):
             trainer.run(resume=True)
+
+
+def test_resume_refuses_a_pickled_checkpoint_of_an_earlier_version(corpus, tmp_path):
+    tokenizer, ids, _ = corpus
+    train = TrainConfig(tokens=8 * SEQ_LEN * 4, batch_size=8, checkpoint_interval=2)
+    _trainer(tokenizer, ids, tmp_path, train, ["pretrain"]).run()
+    newest = ckpt.checkpoint_dirs(tmp_path / ckpt.CHECKPOINTS)[-1]
+    assert sorted(p.name for p in newest.iterdir()) == [
+        "engine_state.json",
+        "engine_state.safetensors",
+        "model",
+        "trainer_state.json",
+    ]
+    for name in ("engine_state.json", "engine_state.safetensors"):  # as an earlier version left it
+        (newest / name).unlink()
+    (newest / "trainer_state.pt").write_bytes(b"pickled by an earlier alignpt")
+    identity = _trainer(tokenizer, ids, tmp_path, train, ["pretrain"]).spec.identity
+    assert not ckpt.resumable(tmp_path / ckpt.CHECKPOINTS, identity)  # --force starts over
+    with pytest.raises(UserError) as refused:
+        _trainer(tokenizer, ids, tmp_path, train, ["pretrain"]).run(resume=True)
+    message = str(refused.value)
+    assert "\n" not in message and "trainer_state.pt" in message and "--force" in message
 
 
 def test_token_ids_beyond_the_tokenizer_are_refused(corpus, tmp_path):

@@ -161,7 +161,7 @@ def adversarial(
         rows, loaded.tokenizer.pad_token_id, optimisation, batch_size=options.batch_size, seed=seed
     )
     work = work_dir_for(out_dir)
-    restored = optimisation.restore(work, key) or {}
+    restored = optimisation.restore(work, key, force=force) or {}
     points = [CurvePoint(**p) for p in restored.get("points", [])]
     for target in schedule[len(points) :]:
         run_steps(

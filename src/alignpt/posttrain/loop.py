@@ -1,14 +1,25 @@
-"""The optimisation loop shared by SFT, DPO and adversarial finetuning.
+"""The optimisation loop shared by SFT, DPO and adversarial finetuning, on the training engine.
 
+Optimizer, schedule, clipping, autocast and the resumable state are pretraining's
+(``alignpt.train.engine``); what is post-training's own is the data order and the losses.
 Data order is a pure function of (seed, step): step k reads rows k*b … (k+1)*b-1 of an endless
-sequence of seeded epoch permutations. With model + optimizer + scheduler state in a
+sequence of seeded epoch permutations. With model + optimizer + scheduler + RNG state in a
 checkpoint, an interrupted run resumes at exactly the next batch and ends with the same
 weights as an uninterrupted one.
+
+A checkpoint is a directory (written under a temporary name, then renamed)::
+
+    .<out>.partial/checkpoint/
+      model.safetensors          the model's weights (tied ones once)
+      engine_state.safetensors   optimizer, scheduler and RNG tensors
+      engine_state.json          the rest: run key, step, losses, the caller's extra
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +28,7 @@ from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_model, save_model
 from transformers import PreTrainedModel, get_scheduler
 
 from alignpt.chat import IGNORE_INDEX
@@ -32,8 +44,19 @@ from alignpt.train.distributed import (
     setup_distributed,
     wrap_model,
 )
+from alignpt.train.engine import (
+    Engine,
+    adamw,
+    autocast_context,
+    legacy_checkpoint_error,
+    read_state,
+    rng_state,
+    write_state,
+)
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint"  # a directory in the run's work dir
+MODEL_WEIGHTS = "model.safetensors"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # earlier versions' pickled checkpoint
 
 
 @lru_cache(maxsize=8)
@@ -115,7 +138,8 @@ class LoopOptions:
 
 
 class Optimisation:
-    """AdamW + a transformers LR schedule + gradient clipping, with a resumable state."""
+    """The training engine (AdamW, a transformers LR schedule, clipping) over one model, with
+    step and loss counts and a resumable state."""
 
     def __init__(
         self,
@@ -129,29 +153,44 @@ class Optimisation:
         # What the losses call: the model itself, or its DDP wrapper under torchrun.
         self.forward_model = wrap_model(model, self.ctx, "ddp")
         self.options = options
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(),
+        self.device = next(model.parameters()).device
+        optimizer = adamw(
+            model,
             lr=options.lr,
             weight_decay=options.weight_decay,
-            fused=next(model.parameters()).is_cuda,
+            grouping="single",
+            fused=self.device.type == "cuda",
         )
-        self.scheduler = get_scheduler(
+        scheduler = get_scheduler(
             options.schedule,
-            self.optimizer,
+            optimizer,
             num_warmup_steps=round(options.warmup_fraction * total_steps),
             num_training_steps=max(total_steps, 1),
+        )
+        self.engine = Engine(
+            model.parameters(),
+            optimizer,
+            scheduler,
+            grad_clip=options.grad_clip,
+            device=self.device,
         )
         self.step = 0
         # Every step's loss since step 0 (restored on resume): the manifest's mean_loss.
         self.loss_sum, self.loss_count, self.last_loss = 0.0, 0, float("nan")
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.engine.optimizer
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        return self.engine.scheduler
+
     def apply(self, loss: torch.Tensor) -> float:
         """Backpropagate ``loss``, clip, step the optimizer and schedule; returns the loss."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.engine.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.engine.step()
         self.step += 1
         self.last_loss = float(mean_across_ranks(loss.detach(), self.ctx))
         self.loss_sum += self.last_loss
@@ -164,32 +203,46 @@ class Optimisation:
         return self.loss_sum / self.loss_count if self.loss_count else float("nan")
 
     def save(self, work_dir: Path, key: str, extra: dict[str, Any]) -> None:
-        """Checkpoint everything needed to resume at ``self.step`` (atomic; rank 0 writes)."""
+        """Checkpoint everything needed to resume at ``self.step`` (atomic; rank 0 writes).
+
+        Every rank calls it: each one's RNG state is gathered into the checkpoint.
+        """
+        rngs = _gather(rng_state(self.device), self.ctx)
         if not self.ctx.is_main:
             return
         state = {
             "key": key,
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            **self.engine.state(rng=rngs),
             "extra": extra,
             "losses": {"sum": self.loss_sum, "count": self.loss_count, "last": self.last_loss},
         }
         with atomic_path(work_dir / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+            tmp.mkdir(parents=True)
+            save_model(self.model, str(tmp / MODEL_WEIGHTS), force_contiguous=True)
+            write_state(tmp, state)
 
-    def restore(self, work_dir: Path, key: str) -> dict[str, Any] | None:
-        """Load a checkpoint written for the same run ``key``; returns its extra or None."""
+    def restore(self, work_dir: Path, key: str, *, force: bool = False) -> dict[str, Any] | None:
+        """Load a checkpoint written for the same run ``key``; returns its extra or None.
+
+        A checkpoint in the pickled format of earlier versions is refused in one line, or
+        with ``force`` ignored (the run starts over).
+        """
         path = work_dir / CHECKPOINT
-        if not path.is_file():
+        if not path.is_dir():
+            legacy = work_dir / LEGACY_CHECKPOINT
+            if legacy.is_file() and not force:
+                raise legacy_checkpoint_error(legacy)
             return None
-        state = torch.load(path, map_location=next(self.model.parameters()).device)
+        state = read_state(path)
         if state.get("key") != key:
             return None
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        missing, unexpected = load_model(
+            self.model, path / MODEL_WEIGHTS, strict=False, device=str(self.device)
+        )
+        if missing or unexpected:
+            raise UserError(f"{path}: weights do not fit this model")
+        self.engine.load_state(state, rank=self.ctx.rank)
         self.step = int(state["step"])
         losses = state.get("losses", {})
         self.loss_sum = float(losses.get("sum", 0.0))
@@ -198,10 +251,21 @@ class Optimisation:
         return state["extra"]
 
 
-def autocast_for(model: PreTrainedModel) -> torch.autocast:
-    """bf16 autocast on CUDA (weights and optimizer stay fp32); a no-op on CPU."""
-    cuda = next(model.parameters()).is_cuda
-    return torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda)
+def _gather(value: Any, ctx: DistContext) -> list[Any]:
+    """``value`` of every rank, in rank order (one entry without torchrun)."""
+    if not ctx.distributed:
+        return [value]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def autocast_for(model: PreTrainedModel) -> contextlib.AbstractContextManager:
+    """The engine's ``auto`` precision on the model's device: bf16 autocast on CUDA (weights
+    and optimizer stay fp32), nothing on CPU."""
+    return autocast_context("auto", next(model.parameters()).device)
 
 
 def work_dir_for(out_dir: Path) -> Path:
@@ -212,7 +276,8 @@ def work_dir_for(out_dir: Path) -> Path:
 def discard_work_dir(out_dir: Path) -> None:
     """Delete the checkpoint of a finished run beside ``out_dir``, and its folder if empty."""
     work = work_dir_for(out_dir)
-    (work / CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
+    (work / LEGACY_CHECKPOINT).unlink(missing_ok=True)
     if work.is_dir() and not any(work.iterdir()):
         work.rmdir()
 

@@ -187,11 +187,12 @@ def _train_resumably(
     out_dir: Path,
     key: str,
     checkpoint_every: int,
+    force: bool,
 ) -> dict[str, Any]:
     """Resume from the stage's work checkpoint if there is one, train to ``steps``, and
     return the step and loss counts for the manifest."""
     work = work_dir_for(out_dir)
-    optimisation.restore(work, key)
+    optimisation.restore(work, key, force=force)
     loss, mean_loss = run_steps(
         optimisation,
         until=steps,
@@ -247,7 +248,9 @@ def sft(
     )
     counts = {
         "examples": len(rows),
-        **_train_resumably(optimisation, steps, loss_at, "sft", out_dir, key, checkpoint_every),
+        **_train_resumably(
+            optimisation, steps, loss_at, "sft", out_dir, key, checkpoint_every, force
+        ),
         "assistant_tokens": sum(sum(t != IGNORE_INDEX for t in lab[1:]) for _, lab in rows),
     }
     return _finish(
@@ -344,7 +347,9 @@ def dpo(
 
     counts = {
         "examples": len(pairs),
-        **_train_resumably(optimisation, steps, loss_at, "dpo", out_dir, key, checkpoint_every),
+        **_train_resumably(
+            optimisation, steps, loss_at, "dpo", out_dir, key, checkpoint_every, force
+        ),
         "final_batch_reward_accuracy": (
             sum(m > 0 for m in margins) / len(margins) if margins else None
         ),

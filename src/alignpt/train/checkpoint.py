@@ -3,10 +3,15 @@
 Layout of one checkpoint directory (written under a temporary name, then renamed)::
 
     step-00000120/
-      model/               safetensors + config + tokenizer + alignpt.json (provenance)
-      trainer_state.pt     optimizer, scheduler, per-rank RNG: tensors and plain values only,
-                           read back with ``torch.load(weights_only=True)``
-      trainer_state.json   step, phase, tokens seen, per-rank loader states, what it belongs to
+      model/                     safetensors + config + tokenizer + alignpt.json (provenance)
+      engine_state.safetensors   the tensors of the optimizer, scheduler and per-rank RNG states
+      engine_state.json          the rest of those states, each tensor a reference into the
+                                 safetensors file (``alignpt.train.engine``)
+      trainer_state.json         step, phase, tokens seen, per-rank loader states, what it
+                                 belongs to
+
+Checkpoints of earlier versions held a pickled ``trainer_state.pt`` instead; they are not
+resumed (one line says to start over).
 """
 
 from __future__ import annotations
@@ -23,9 +28,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from alignpt.errors import UserError
 from alignpt.fileio import atomic_path
 from alignpt.modeldir import save_model_dir
+from alignpt.train.engine import STATE_JSON as ENGINE_JSON
+from alignpt.train.engine import (
+    legacy_checkpoint_error,
+    read_state,
+    write_state,
+)
 
 CHECKPOINTS = "checkpoints"  # under a training run's directory
-STATE_PT = "trainer_state.pt"
+LEGACY_STATE = "trainer_state.pt"  # earlier versions' pickled trainer state
 STATE_JSON = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Fields of the run a checkpoint must share with the run that resumes from it.
@@ -39,32 +50,41 @@ def write_checkpoint(
     tokenizer: PreTrainedTokenizerBase,
     provenance: dict[str, Any],
     model_state: dict[str, torch.Tensor] | None,
-    tensors: dict[str, Any],
+    state: dict[str, Any],
     meta: dict[str, Any],
     grammar: bytes | None = None,
 ) -> Path:
-    """Atomically write one checkpoint directory (model dir + trainer state) at ``dest``."""
+    """Atomically write one checkpoint directory (model dir + engine state + meta) at ``dest``.
+
+    ``state`` is the engine's (optimizer, scheduler, RNG); ``meta`` is plain JSON.
+    """
     with atomic_path(dest) as tmp:
         tmp.mkdir(parents=True)
         save_model_dir(tmp / "model", model, tokenizer, provenance, model_state, grammar=grammar)
-        torch.save(tensors, tmp / STATE_PT)
+        write_state(tmp, state)
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return dest
 
 
-def read_checkpoint(path: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (tensor state, JSON meta) of a checkpoint; tensors load without unpickling code."""
+def is_legacy(path: Path) -> bool:
+    """Whether the checkpoint at ``path`` is in the pickled format of earlier versions."""
+    return (path / LEGACY_STATE).is_file() and not (path / ENGINE_JSON).is_file()
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (engine state, JSON meta) of a checkpoint; nothing is unpickled."""
+    if is_legacy(path):
+        raise legacy_checkpoint_error(path / LEGACY_STATE)
     try:
         meta = json.loads((path / STATE_JSON).read_text())
-        tensors = torch.load(path / STATE_PT, map_location=device, weights_only=True)
     except FileNotFoundError as exc:
         raise UserError(
             f"{path}: incomplete checkpoint (missing {Path(exc.filename).name})"
         ) from None
-    except (json.JSONDecodeError, RuntimeError, OSError) as exc:
+    except (json.JSONDecodeError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: unreadable checkpoint ({reason})") from None
-    return tensors, meta
+    return read_state(path), meta
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -80,9 +100,10 @@ def checkpoint_dirs(root: Path) -> list[Path]:
 
 
 def resumable(root: Path, identity: dict[str, Any]) -> bool:
-    """Whether the newest checkpoint under ``root`` belongs to the run ``identity`` names."""
+    """Whether the newest checkpoint under ``root`` belongs to the run ``identity`` names
+    (and is in this version's format)."""
     found = checkpoint_dirs(root)
-    if not found:
+    if not found or is_legacy(found[-1]):
         return False
     meta = json.loads((found[-1] / STATE_JSON).read_text())
     return all(meta.get(field) == identity.get(field) for field in IDENTITY_FIELDS)
@@ -115,18 +136,3 @@ def prune_checkpoints(root: Path, keep: int) -> None:
             interval.append(path)
     for path in interval[:-keep] if keep else interval:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """This process's torch RNG states as tensors."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Restore what :func:`rng_state` captured."""
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -33,6 +33,7 @@ from alignpt.layout import FINAL_MODEL
 from alignpt.train import checkpoint as ckpt
 from alignpt.train.chunked_loss import ChunkedLossLM
 from alignpt.train.distributed import DistContext, barrier, mean_across_ranks, wrap_model
+from alignpt.train.engine import Engine, adamw, autocast_context, rng_state
 from alignpt.train.flops import flops_per_token, mfu, peak_flops
 from alignpt.train.schedule import PhasePlan, make_scheduler, micro_batch_size, tokens_per_step
 
@@ -72,30 +73,6 @@ class _Position:
     step: int = 0
     tokens_seen: int = 0
     loader_states: list[dict[str, Any]] | None = None
-
-
-def adamw(model: nn.Module, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; fused kernels on CUDA."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        groups,
-        lr=train.lr,
-        betas=(train.beta1, train.beta2),
-        fused=device.type == "cuda" or None,
-    )
-
-
-def autocast_context(train: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (or when asked); plain fp32 otherwise."""
-    use_bf16 = train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -185,15 +162,29 @@ class Trainer:
         # Compiled, the fp32 upcast of the logits fuses into the loss kernel (no fp32 copy).
         self.loss_fn = torch.compile(next_token_loss) if compile_model else next_token_loss
         # After wrapping: FSDP replaces the parameters with sharded ones.
-        self.optimizer = adamw(self.model, self.train, ctx.device)
-        self.scheduler = make_scheduler(self.optimizer, self.train, self.total_steps)
+        optimizer = adamw(
+            self.model,
+            lr=self.train.lr,
+            weight_decay=self.train.weight_decay,
+            grouping="matrices",
+            betas=(self.train.beta1, self.train.beta2),
+            fused=ctx.device.type == "cuda" or None,
+        )
+        self.engine = Engine(
+            self.model.parameters(),
+            optimizer,
+            make_scheduler(optimizer, self.train, self.total_steps),
+            grad_clip=self.train.grad_clip,
+            device=ctx.device,
+        )
+        self.optimizer, self.scheduler = optimizer, self.engine.scheduler
         self.flops_per_token = flops_per_token(model.config, spec.seq_len)
         self.peak = peak_flops(ctx.device, self.train.peak_flops)
         self.writer: SummaryWriter | None = None
 
     # ----------------------------------------------------------------------------- steps
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast_context(self.train, self.ctx.device)
+        return autocast_context(self.train.precision, self.ctx.device)
 
     def _grad_sync(self, enabled: bool) -> contextlib.AbstractContextManager:
         if not self.ctx.distributed or enabled:
@@ -220,7 +211,7 @@ class Trainer:
 
     def train_step(self, batches: Iterator[torch.Tensor], phase: str) -> torch.Tensor:
         """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.engine.zero_grad()
         accum = self.train.grad_accum
         total = torch.zeros((), device=self.ctx.device)
         for micro in range(accum):
@@ -235,9 +226,7 @@ class Trainer:
                     loss = self.loss_fn(logits, batch[:, 1:])
                 (loss / accum).backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.engine.step()
         return total / accum
 
     # ------------------------------------------------------------------------ run
@@ -369,7 +358,7 @@ class Trainer:
         }
 
     def _gathered_states(self, loader: WindowLoader) -> list[Any]:
-        local = {"loader": loader.state_dict(), "rng": ckpt.rng_state(self.ctx.device)}
+        local = {"loader": loader.state_dict(), "rng": rng_state(self.ctx.device)}
         if not self.ctx.distributed:
             return [local]
         gathered: list[Any] = [None] * self.ctx.world_size
@@ -392,18 +381,16 @@ class Trainer:
                 "tokens_seen": pos.tokens_seen,
                 "loaders": [state["loader"] for state in per_rank],
             }
-            tensors = {
-                "optimizer": optim_state,
-                "scheduler": self.scheduler.state_dict(),
-                "rng": [state["rng"] for state in per_rank],
-            }
+            state = self.engine.state(
+                optimizer=optim_state, rng=[rank_state["rng"] for rank_state in per_rank]
+            )
             ckpt.write_checkpoint(
                 self.ckpt_root / ckpt.step_dir_name(pos.step),
                 model=self.raw_model,
                 tokenizer=self.tokenizer,
                 provenance=self.provenance(pos, phase),
                 model_state=model_state,
-                tensors=tensors,
+                state=state,
                 meta=meta,
                 grammar=self.spec.grammar,
             )
@@ -426,7 +413,7 @@ class Trainer:
         if not found:
             return _Position()
         path = found[-1]
-        tensors, meta = ckpt.read_checkpoint(path, torch.device("cpu"))
+        state, meta = ckpt.read_checkpoint(path)
         ckpt.check_identity(path, meta, self.spec.identity)
         weights = _read_weights(path / "model")
         if self.fsdp:
@@ -439,7 +426,7 @@ class Trainer:
                 self.model,
                 self.optimizer,
                 model_state_dict=weights,
-                optim_state_dict=tensors["optimizer"],
+                optim_state_dict=state["optimizer"],
                 options=StateDictOptions(full_state_dict=True, strict=False),
             )
         else:
@@ -447,9 +434,7 @@ class Trainer:
             tied = {"lm_head.weight"} if self.raw_model.config.tie_word_embeddings else set()
             if unexpected or set(missing) - tied:
                 raise UserError(f"{path}/model: weights do not fit this model's preset")
-            self.optimizer.load_state_dict(tensors["optimizer"])
-        self.scheduler.load_state_dict(tensors["scheduler"])
-        ckpt.set_rng_state(tensors["rng"][self.ctx.rank], self.ctx.device)
+        self.engine.load_state(state, rank=self.ctx.rank, optimizer=not self.fsdp)
         return _Position(
             phase_index=meta["phase_index"],
             phase_step=meta["phase_step"],
