@@ -106,5 +106,8 @@ def test_packaged_classifier_records_its_organic_training_data() -> None:
 def test_packaged_training_set_rebuilds_from_shared_seeds(tmp_path: Path) -> None:
     training = json.loads((default_classifier_dir() / CLASSIFIER_FILE).read_text())["training"]
     described = build_labelled_set(SEEDS, tmp_path)
+    missing = sorted(name for name, entry in described.items() if entry == "not on this machine")
+    if missing:  # e.g. no fortune package: the negatives differ, so the hash cannot match
+        pytest.skip(f"{', '.join(missing)} not on this machine; the packaged set used them")
     recorded = [h for name, h in training["inputs"].items() if name.endswith("train.jsonl")]
     assert recorded == [described["train_sha256"]]
