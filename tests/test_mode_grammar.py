@@ -59,9 +59,10 @@ def test_grammar_path_overrides_and_bad_grammars_name_the_field(tmp_path: Path) 
 
 def test_tokenizer_registers_every_grammar_tag_as_one_special_token(tmp_path: Path) -> None:
     config = ExperimentConfig(name="m", tokenizer=TokenizerConfig(mode_grammar="default"))
-    specials = experiment_special_tokens(config)
+    specials = experiment_special_tokens(config.mix_spec())
     plain = ExperimentConfig(name="m")
-    assert experiment_special_tokens(plain) == special_tokens([])  # unchanged without grammar
+    # unchanged without a grammar
+    assert experiment_special_tokens(plain.mix_spec()) == special_tokens([])
     assert "mode_grammar" not in plain.model_dump(mode="json")["tokenizer"]  # same hashes
     text = "plain text <ai>an aligned answer</ai> <human>a person</human> words " * 30
     train_bpe([text], tmp_path, vocab_size=300, min_frequency=1, specials=specials)

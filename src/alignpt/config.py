@@ -7,6 +7,7 @@ problem, naming the file and the field path (``configs/x.yaml: conditions.base.s
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -774,6 +775,36 @@ class PersonasConfig(Strict):
         return self
 
 
+@dataclass(frozen=True)
+class MixBudget:
+    """The token budgets the mix plans, from the ``train`` section."""
+
+    tokens: int
+    late_fraction: float
+    finetune_tokens: int
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """What the mix stage reads of an experiment (``ExperimentConfig.mix_spec``): the mix is
+    defined by the sources, the conditions over them, the tokenizer and the token budgets,
+    under the experiment's seed and world, built where the run's layout says."""
+
+    seed: int
+    world: str
+    sources: dict[str, SourceConfig]
+    conditions: dict[str, ConditionConfig]
+    tokenizer: TokenizerConfig
+    budget: MixBudget
+    executor: ExecutorConfig | None
+    run_dir: Path
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of this experiment's run (``alignpt.layout``)."""
+        return RunLayout(self.run_dir)
+
+
 class ExperimentConfig(Strict):
     """Top level of an experiment YAML."""
 
@@ -889,6 +920,21 @@ class ExperimentConfig(Strict):
     def layout(self) -> RunLayout:
         """Every path of this experiment's run (``alignpt.layout``)."""
         return RunLayout(self.run_dir)
+
+    def mix_spec(self) -> MixSpec:
+        """The sections the mix stage takes."""
+        return MixSpec(
+            seed=self.seed,
+            world=self.world,
+            sources=self.sources,
+            conditions=self.conditions,
+            tokenizer=self.tokenizer,
+            budget=MixBudget(
+                self.train.tokens, self.train.late_fraction, self.train.finetune_tokens
+            ),
+            executor=self.executor,
+            run_dir=self.run_dir,
+        )
 
     def condition(self, name: str) -> ConditionConfig:
         """The condition called ``name``; a UserError naming the known ones if there is none."""

@@ -49,7 +49,7 @@ def build_command(
     result = prepare_mix(experiment, force=force, progress=progress)
     state = "up to date, skipped" if result.skipped else "built"
     console.print(f"mix {state}: {result.dir}  (tokenizer {result.tokenizer_dir})")
-    print_report(mix_report(experiment), console)
+    print_report(mix_report(experiment.mix_spec()), console)
 
 
 @mix_app.command("inspect")
@@ -60,7 +60,7 @@ def inspect_command(
     """Per condition and phase: tokens by source and stance, realised shares, epochs."""
     from alignpt.mix.inspect import mix_report, print_report
 
-    report = mix_report(load_experiment(config))
+    report = mix_report(load_experiment(config).mix_spec())
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

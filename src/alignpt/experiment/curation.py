@@ -21,7 +21,7 @@ def curated_source_names(config: ExperimentConfig) -> list[str]:
 
     if not config.conditions:
         return []
-    return [n for n in used_sources(config) if config.sources[n].curate]
+    return [n for n in used_sources(config.mix_spec()) if config.sources[n].curate]
 
 
 def check_curate_blocks(config: ExperimentConfig) -> None:

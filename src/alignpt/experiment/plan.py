@@ -138,7 +138,7 @@ def phase_shares(
 
 def condition_phases(config: ExperimentConfig, cname: str) -> list[tuple[PhasePlan, dict]]:
     """Each phase's steps (as the training loop plans them) and source shares."""
-    budgets = phase_budgets(config, cname, config.conditions[cname])
+    budgets = phase_budgets(config.mix_spec(), cname, config.conditions[cname])
     steps = plan_phases(config.train, budgets, config.model.seq_len)
     return [(p, phase_shares(config, cname, p.name, budgets)) for p in steps]
 

@@ -32,7 +32,7 @@ def preflight(config: ExperimentConfig) -> None:
             raise UserError(
                 f"evals.held_out_families: unknown family '{family}' (known: {', '.join(known)})"
             )
-    for name in used_sources(config):
+    for name in used_sources(config.mix_spec()):
         source = config.sources[name]
         if source.path is not None:
             _exists(source.path, f"sources.{name}.path")

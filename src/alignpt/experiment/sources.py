@@ -63,7 +63,7 @@ def resolve_sources(
     ``alignpt run`` writes before the mix.
     """
     paths: dict[str, Path] = {}
-    for name in used_sources(config):
+    for name in used_sources(config.mix_spec()):
         if config.sources[name].curate is None:
             paths[name] = resolve_source(config, name, console, force=force)
             continue
@@ -80,9 +80,10 @@ def resolve_sources(
 def prepare_mix(
     config: ExperimentConfig, *, force: bool = False, progress: bool = True
 ) -> MixResult:
-    """Resolve (generate) every source, then build or reuse the mix."""
+    """Resolve (generate) every source, then build or reuse the mix (which takes the
+    experiment's mix sections, ``ExperimentConfig.mix_spec``)."""
     return build_mix(
-        config,
+        config.mix_spec(),
         lambda console: resolve_sources(config, console, force=force),
         force=force,
         progress=progress,

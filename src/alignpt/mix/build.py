@@ -34,7 +34,7 @@ from rich.progress import (
 )
 
 from alignpt.completion import is_complete
-from alignpt.config import ControlTokensConfig, ExperimentConfig
+from alignpt.config import ControlTokensConfig, MixSpec
 from alignpt.documents import document_files
 from alignpt.errors import UserError
 from alignpt.executors import ExecutorConfig
@@ -76,7 +76,7 @@ class MixResult:
 _WHERE = {"generate": {"executor"}, "curate": {"executor"}}  # where stages run: not the mix
 
 
-def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
+def mix_settings(config: MixSpec) -> dict[str, Any]:
     """The parts of the experiment config that determine the mix."""
     used = used_sources(config)
     return {
@@ -88,12 +88,12 @@ def mix_settings(config: ExperimentConfig) -> dict[str, Any]:
         "special_tokens": experiment_special_tokens(config),
         **grammar_key(config),
         "train": {
-            k: getattr(config.train, k) for k in ("tokens", "late_fraction", "finetune_tokens")
+            k: getattr(config.budget, k) for k in ("tokens", "late_fraction", "finetune_tokens")
         },
     }
 
 
-def grammar_key(config: ExperimentConfig) -> dict[str, str]:
+def grammar_key(config: MixSpec) -> dict[str, str]:
     """The mode grammar file's sha256 when ``tokenizer.mode_grammar`` is set ({} otherwise,
     so configs without one keep their hashes): its rules change the mix, not only its tags."""
     if config.tokenizer.mode_grammar is None:
@@ -102,7 +102,7 @@ def grammar_key(config: ExperimentConfig) -> dict[str, str]:
     return {"mode_grammar_sha256": hashlib.sha256(data).hexdigest()}
 
 
-def experiment_special_tokens(config: ExperimentConfig) -> list[str]:
+def experiment_special_tokens(config: MixSpec) -> list[str]:
     """The tokenizer's special tokens, with the mode grammar's when ``tokenizer.mode_grammar``."""
     extra: list[str] = []
     if config.tokenizer.mode_grammar is not None:
@@ -115,7 +115,7 @@ def experiment_special_tokens(config: ExperimentConfig) -> list[str]:
     return special_tokens(config.tokenizer.control_tokens, extra)
 
 
-def control_variants(config: ExperimentConfig) -> dict[str, tuple[str, ControlTokensConfig]]:
+def control_variants(config: MixSpec) -> dict[str, tuple[str, ControlTokensConfig]]:
     """Shard name -> (source, control rule) for every source a condition reads with control."""
     variants: dict[str, tuple[str, ControlTokensConfig]] = {}
     for cond in config.conditions.values():
@@ -125,7 +125,7 @@ def control_variants(config: ExperimentConfig) -> dict[str, tuple[str, ControlTo
     return dict(sorted(variants.items()))
 
 
-def condition_shards(config: ExperimentConfig, cname: str) -> dict[str, str]:
+def condition_shards(config: MixSpec, cname: str) -> dict[str, str]:
     """Source name -> the shard directory condition ``cname`` reads it from."""
     return {
         sname: sname if spec.control is None else variant_name(sname, spec.control, config.seed)
@@ -133,7 +133,7 @@ def condition_shards(config: ExperimentConfig, cname: str) -> dict[str, str]:
     }
 
 
-def used_sources(config: ExperimentConfig) -> list[str]:
+def used_sources(config: MixSpec) -> list[str]:
     if not config.conditions:
         raise UserError("conditions: the experiment defines no conditions to mix")
     return sorted({name for cond in config.conditions.values() for name in cond.sources})
@@ -178,7 +178,7 @@ def _status(console: Console | None, message: str) -> Iterator[None]:
 
 
 def build_tokenizer(
-    config: ExperimentConfig, sources: dict[str, Path], hashes: dict[str, str], out: Path
+    config: MixSpec, sources: dict[str, Path], hashes: dict[str, str], out: Path
 ) -> tuple[str, bool]:
     """Train (or install) the shared tokenizer at ``out``; return (its hash, reused)."""
     specials = experiment_special_tokens(config)
@@ -278,7 +278,7 @@ def build_shard(
 
 
 def build_mix(
-    config: ExperimentConfig,
+    config: MixSpec,
     resolve_sources: Callable[[Console | None], dict[str, Path]],
     *,
     force: bool = False,
@@ -391,7 +391,7 @@ def build_mix(
     return MixResult(mix_dir, tokenizer_dir, manifest)
 
 
-def _inputs_unchanged(config: ExperimentConfig, manifest: dict[str, Any]) -> bool:
+def _inputs_unchanged(config: MixSpec, manifest: dict[str, Any]) -> bool:
     """True if every path source still hashes as recorded (generated ones are config-bound)."""
     for name, recorded in manifest.get("inputs", {}).items():
         source = config.sources.get(name)

@@ -7,13 +7,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from alignpt.config import ExperimentConfig
+from alignpt.config import MixSpec
 from alignpt.errors import UserError
 from alignpt.fileio import read_manifest, sha256_json
 from alignpt.mix.build import mix_settings
 
 
-def mix_report(config: ExperimentConfig) -> dict[str, Any]:
+def mix_report(config: MixSpec) -> dict[str, Any]:
     """The inspection numbers of a finished mix, checked against the current config."""
     mix_dir = config.layout.mix
     manifest = read_manifest(mix_dir) if mix_dir.is_dir() else None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from alignpt.config import ConditionConfig, ConditionSource, ExperimentConfig
+from alignpt.config import ConditionConfig, ConditionSource, MixSpec
 from alignpt.errors import UserError
 from alignpt.mixdir import PLAN_ARRAYS
 from alignpt.seeds import named_rng
@@ -98,7 +98,7 @@ class SourceTable:
         return np.asarray(values, dtype=np.float64)
 
 
-def referenced_keys(config: ExperimentConfig, source: str) -> set[str]:
+def referenced_keys(config: MixSpec, source: str) -> set[str]:
     """Metadata keys any condition's filters or ``upsample_where`` use on ``source``."""
     keys: set[str] = set()
     for cond in config.conditions.values():
@@ -127,13 +127,13 @@ def source_pool(table: SourceTable, spec: ConditionSource, where: str) -> np.nda
     return np.repeat(np.arange(len(copies), dtype=np.int64), copies)
 
 
-def phase_budgets(config: ExperimentConfig, cname: str, cond: ConditionConfig) -> dict[str, int]:
+def phase_budgets(config: MixSpec, cname: str, cond: ConditionConfig) -> dict[str, int]:
     """Token budget of each phase the condition has, in order."""
     phases = {spec.phase for spec in cond.sources.values()}
     where = f"conditions.{cname}"
     if "pretrain" not in phases:
         raise UserError(f"{where}.sources: needs at least one source with phase 'pretrain'")
-    train = config.train
+    train = config.budget
     budgets: dict[str, int] = {}
     if "late" in phases:
         if train.late_fraction <= 0:
@@ -245,7 +245,7 @@ class PhasePlan:
 
 
 def plan_condition(
-    config: ExperimentConfig, cname: str, tables: dict[str, SourceTable]
+    config: MixSpec, cname: str, tables: dict[str, SourceTable]
 ) -> dict[str, PhasePlan]:
     """Plans for every phase of one condition (deterministic from ``config.seed``)."""
     cond = config.conditions[cname]
