@@ -332,6 +332,17 @@ def test_cli_export_writes_a_task_group_per_external_and_anthropic_set(cli, tmp_
             written = (out / "data" / f"alignpt_{part}_{cell}.jsonl").read_text().splitlines()
             assert [json.loads(line) for line in written] == json.loads(json.dumps(cell_docs))
     assert "wrote 20 tasks" in ok.stdout
+    twin = tmp_path / "survival-instinct.jsonl"
+    twin.write_bytes(jsonl.read_bytes())
+    clash = cli(
+        "evals", "export", str(tmp_path / "y"), "--format", "lm-eval", "--external", str(twin),
+        "--anthropic", str(FIXTURES),
+    )  # fmt: skip
+    assert clash.returncode != 0
+    assert clash.stderr.strip().splitlines() == [
+        f"error: {FIXTURES / 'survival-instinct.jsonl'}: a second item set named "
+        "'survival-instinct'"
+    ]
     none = cli("evals", "export", str(tmp_path / "x"), "--format", "lm-eval")
     assert none.returncode != 0
     assert none.stderr.strip().splitlines() == [

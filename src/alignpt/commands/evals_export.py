@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from alignpt.commands.evaluate import ANTHROPIC_OPTION, EXTERNAL_OPTION
+
 evals_app = typer.Typer(help="Eval item tools.", no_args_is_help=True)
 
 
@@ -14,17 +16,8 @@ def export_command(
     out_dir: Path = typer.Argument(..., help="Directory to write the tasks into."),
     fmt: str = typer.Option(..., "--format", help="lm-eval or inspect."),
     items: Path | None = typer.Option(None, "--items", help="Eval items JSONL (file or dir)."),
-    external: list[Path] = typer.Option(
-        None,
-        "--external",
-        help="Two-choice item set, .jsonl or .csv (docs/eval-items.md; repeatable): one task "
-        "group per set, named after it.",
-    ),
-    anthropic: list[Path] = typer.Option(
-        None,
-        "--anthropic",
-        help="Advanced-ai-risk JSONL file or directory (repeatable): one task group per file.",
-    ),
+    external: list[Path] = EXTERNAL_OPTION,
+    anthropic: list[Path] = ANTHROPIC_OPTION,
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="At most this many items per Anthropic file."
     ),
@@ -44,7 +37,8 @@ def export_command(
         None, "--formats-file", help="YAML adding prompt formats / system prompts."
     ),
 ) -> None:
-    """Write a task directory that lm-eval (--include_path) or inspect eval runs.
+    """Write a task directory that lm-eval (--include_path) or inspect eval runs: one task
+    group per item set (--items, each --external set, each Anthropic file).
 
     With the protocol on, Anthropic questions whose options cannot be parsed from their
     ``Choices:`` block are left out (the prompt formats list the options' words), as
@@ -59,16 +53,21 @@ def export_command(
 
     spec = _protocol_spec(formats, system_prompts, formats_file) if protocol else None
     sets: dict = {}
+
+    def add(set_name: str, where: object, set_items: list) -> None:
+        if set_name in sets:
+            raise UserError(f"{where}: a second item set named '{set_name}'")
+        sets[set_name] = set_items
+
     if items is not None:
-        sets[name] = read_items(items)
+        add(name, "--name", read_items(items))
     if external:
-        sets.update(read_external_sets([{"path": path} for path in external]))
+        for set_name, set_items in read_external_sets([{"path": p} for p in external]).items():
+            add(set_name, "--external", set_items)
     if anthropic:
         for set_name, path in set_names(anthropic_files(anthropic)).items():
-            if set_name in sets:
-                raise UserError(f"{path}: a second item set named '{set_name}'")
             read = read_anthropic(path, limit=limit)
-            sets[set_name] = protocol_items(read, "anthropic") if spec else read
+            add(set_name, path, protocol_items(read, "anthropic") if spec else read)
     if not sets:
         raise UserError("evals export: give --items, --external or --anthropic")
     tasks = export_sets(out_dir, sets, fmt=fmt, spec=spec)

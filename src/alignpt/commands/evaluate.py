@@ -9,6 +9,16 @@ import typer
 
 from alignpt.errors import UserError
 
+# Item-set options shared by ``alignpt evaluate`` and ``alignpt evals export``.
+ANTHROPIC_OPTION = typer.Option(
+    None, "--anthropic", help="Advanced-ai-risk JSONL file or directory (repeatable)."
+)
+EXTERNAL_OPTION = typer.Option(
+    None,
+    "--external",
+    help="Two-choice item set, .jsonl or .csv (docs/eval-items.md; repeatable).",
+)
+
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -38,14 +48,8 @@ def evaluate_command(
     texts: Path | None = typer.Option(
         None, "--texts", help="Held-out documents for the capability suite (split by ai_discourse)."
     ),
-    anthropic: list[Path] = typer.Option(
-        None, "--anthropic", help="Advanced-ai-risk JSONL file or directory (repeatable)."
-    ),
-    external: list[Path] = typer.Option(
-        None,
-        "--external",
-        help="Two-choice item set, .jsonl or .csv (docs/eval-items.md; repeatable).",
-    ),
+    anthropic: list[Path] = ANTHROPIC_OPTION,
+    external: list[Path] = EXTERNAL_OPTION,
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="At most this many items per Anthropic file / text set."
     ),

@@ -40,6 +40,7 @@ from alignpt.seeds import epoch_rng
 from alignpt.train.distributed import (
     DistContext,
     broadcast_from_main,
+    gather_from_ranks,
     mean_across_ranks,
     setup_distributed,
     wrap_model,
@@ -178,14 +179,6 @@ class Optimisation:
         # Every step's loss since step 0 (restored on resume): the manifest's mean_loss.
         self.loss_sum, self.loss_count, self.last_loss = 0.0, 0, float("nan")
 
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.engine.optimizer
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        return self.engine.scheduler
-
     def apply(self, loss: torch.Tensor) -> float:
         """Backpropagate ``loss``, clip, step the optimizer and schedule; returns the loss."""
         self.engine.zero_grad()
@@ -207,7 +200,7 @@ class Optimisation:
 
         Every rank calls it: each one's RNG state is gathered into the checkpoint.
         """
-        rngs = _gather(rng_state(self.device), self.ctx)
+        rngs = gather_from_ranks(rng_state(self.device), self.ctx)
         if not self.ctx.is_main:
             return
         state = {
@@ -249,17 +242,6 @@ class Optimisation:
         self.loss_count = int(losses.get("count", 0))
         self.last_loss = float(losses.get("last", float("nan")))
         return state["extra"]
-
-
-def _gather(value: Any, ctx: DistContext) -> list[Any]:
-    """``value`` of every rank, in rank order (one entry without torchrun)."""
-    if not ctx.distributed:
-        return [value]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
 
 
 def autocast_for(model: PreTrainedModel) -> contextlib.AbstractContextManager:

@@ -103,3 +103,12 @@ def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def gather_from_ranks(value: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``value`` (a small picklable object), in rank order, on every rank."""
+    if not ctx.distributed:
+        return [value]
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file
@@ -32,7 +31,13 @@ from alignpt.fileio import atomic_path
 from alignpt.layout import FINAL_MODEL
 from alignpt.train import checkpoint as ckpt
 from alignpt.train.chunked_loss import ChunkedLossLM
-from alignpt.train.distributed import DistContext, barrier, mean_across_ranks, wrap_model
+from alignpt.train.distributed import (
+    DistContext,
+    barrier,
+    gather_from_ranks,
+    mean_across_ranks,
+    wrap_model,
+)
 from alignpt.train.engine import Engine, adamw, autocast_context, rng_state
 from alignpt.train.flops import flops_per_token, mfu, peak_flops
 from alignpt.train.schedule import PhasePlan, make_scheduler, micro_batch_size, tokens_per_step
@@ -359,11 +364,7 @@ class Trainer:
 
     def _gathered_states(self, loader: WindowLoader) -> list[Any]:
         local = {"loader": loader.state_dict(), "rng": rng_state(self.ctx.device)}
-        if not self.ctx.distributed:
-            return [local]
-        gathered: list[Any] = [None] * self.ctx.world_size
-        dist.all_gather_object(gathered, local)
-        return gathered
+        return gather_from_ranks(local, self.ctx)
 
     def _checkpoint(
         self, pos: _Position, loader: WindowLoader, phase: str, phase_end: bool
